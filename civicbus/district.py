@@ -1,0 +1,516 @@
+"""The sub-district's domain configuration (辖区配置): units, leaders, areas, categories, routing, deadlines.
+
+Domain data lives in versioned files under one folder (``config/sample`` ships a fictional 示范街道):
+
+=================  ==========================================================================
+``district.yaml``  the sub-district, its leaders (领导) and units (科室 / 村社区 / 站所) with contacts
+``areas.geojson``  each village's / community's jurisdiction (辖区范围) and address keywords
+``categories.yaml`` the category tree (事项分类) with keyword rules
+``routing.yaml``   the routing tree (派单规则), modelled on Alertmanager's
+``deadlines.yaml`` deadline policies (时限) and office hours
+=================  ==========================================================================
+
+Everything is validated when a service starts. A broken file stops the service with a
+:class:`DistrictConfigError` that names the file, the entry and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import time
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+SUPPORTED_VERSION = 1
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class DistrictConfigError(ValueError):
+    """A domain configuration file is invalid; the message names the file, the entry and the problem."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- district.yaml
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=64)]
+
+
+class UnitKind(StrEnum):
+    department = "department"  # 科室
+    village = "village"  # 村
+    community = "community"  # 社区
+    station = "station"  # 站所
+
+
+class LeaderRole(StrEnum):
+    main = "main"  # 主要领导 (书记, 主任)
+    in_charge = "in_charge"  # 分管领导
+
+
+class Contact(Strict):
+    name: str
+    role: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+class WebhookChannel(Strict):
+    """A generic JSON webhook (通用 Webhook); robot formats come with the notify issue."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return url
+
+
+Channel = WebhookChannel
+
+
+class Leader(Strict):
+    id: Identifier
+    name: str
+    title: str
+    role: LeaderRole
+    phone: str = ""
+    channels: list[Channel] = []
+
+
+class Unit(Strict):
+    id: Identifier
+    name: str
+    kind: UnitKind
+    leader: Identifier = Field(description="the leader in charge (分管领导 / 联村领导)")
+    contacts: list[Contact] = []
+    channels: list[Channel] = []
+
+    @property
+    def is_area_unit(self) -> bool:
+        return self.kind in (UnitKind.village, UnitKind.community)
+
+
+class DistrictFile(Strict):
+    version: int
+    name: str
+    code: str = ""
+    timezone: str = "Asia/Shanghai"
+    leaders: list[Leader]
+    units: list[Unit]
+
+
+# --------------------------------------------------------------------------- areas.geojson
+
+
+class AreaProperties(Strict):
+    unit: Identifier
+    name: str
+    address_keywords: list[str] = Field(default=[], description="roads, 小区 and landmark names in this area")
+
+
+# --------------------------------------------------------------------------- categories.yaml
+
+
+class Keyword(Strict):
+    term: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+
+
+class Category(Strict):
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")]
+    name: str
+    keywords: list[Keyword] = []
+    exclude: list[str] = Field(default=[], description="phrases that veto this category (e.g. 演练 for a fire drill)")
+    upstream_codes: list[str] = Field(default=[], description="category codes sent by the 12345 platform")
+    alarm_types: list[str] = Field(default=[], description="alarm types (smoke, water_quality, …) of this category")
+    inspection_types: list[str] = Field(default=[], description="inspection lines (安全生产, 生态环保, …)")
+    children: list[Category] = []
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _plain_terms(cls, value: Any) -> Any:
+        """Let a plain string stand for a keyword of weight 1."""
+        if isinstance(value, list):
+            return [{"term": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+class CategoriesFile(Strict):
+    version: int
+    categories: list[Category]
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+# --------------------------------------------------------------------------- routing.yaml
+
+MATCHER_RE = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One Alertmanager-style matcher on an event label: ``label=value``, ``!=``, ``=~`` (regex), ``!~``."""
+
+    label: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Matcher:
+        found = MATCHER_RE.match(text)
+        if not found:
+            raise ValueError(f'matcher {text!r} is not of the form label=value, label!=value, label=~"regex"')
+        label, op, value = found.groups()
+        if op in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"matcher {text!r}: invalid regular expression: {error}") from error
+        return cls(label, op, value)
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        # Anchored like Alertmanager's: the whole label value must match.
+        return re.compile(f"^(?:{self.value})$")
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = bool(self._regex.match(actual))
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        return f'{self.label}{self.op}"{self.value}"'
+
+
+AREA_UNIT = "$area"
+"""As a lead or assisting unit: the village/community whose jurisdiction the event is in (属地)."""
+
+
+class Route(Strict):
+    name: str
+    matchers: list[str] = []
+    lead: str | None = Field(default=None, description=f"lead unit (主办) id, or {AREA_UNIT!r} for the area's unit")
+    assist: list[str] = Field(default=[], description="assisting units (协办)")
+    leader: Identifier | None = Field(default=None, description="leader in charge; default: the lead unit's")
+    deadline: Identifier | None = Field(default=None, description="deadline policy name; default: inherited")
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[Route] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse_matchers(cls, matchers: list[str]) -> list[str]:
+        for text in matchers:
+            Matcher.parse(text)
+        return matchers
+
+    @cached_property
+    def parsed_matchers(self) -> tuple[Matcher, ...]:
+        return tuple(Matcher.parse(text) for text in self.matchers)
+
+
+class RoutingFile(Strict):
+    version: int
+    route: Route
+
+    @model_validator(mode="after")
+    def _root_catches_all(self) -> RoutingFile:
+        if self.route.matchers:
+            raise ValueError("the root route is the default route: it must not have matchers")
+        return self
+
+
+# --------------------------------------------------------------------------- deadlines.yaml
+
+
+class Duration(Strict):
+    """A span of time: calendar ``hours`` (emergencies run round the clock) or ``working_days`` / ``working_hours``
+    counted on the Chinese working calendar (法定节假日 and 调休 working weekends) within office hours."""
+
+    hours: float | None = Field(default=None, gt=0)
+    working_hours: float | None = Field(default=None, gt=0)
+    working_days: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Duration:
+        given = [name for name in ("hours", "working_hours", "working_days") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of hours, working_hours, working_days")
+        return self
+
+
+class DeadlinePolicy(Strict):
+    name: str = Field(description="what staff read, e.g. 紧急事项")
+    sign_for: Duration  # 签收时限
+    resolve: Duration  # 办结时限
+
+
+class OfficeHours(Strict):
+    start: time = time(8, 30)
+    end: time = time(17, 30)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OfficeHours:
+        if self.start >= self.end:
+            raise ValueError("office hours must start before they end")
+        return self
+
+
+class DeadlinesFile(Strict):
+    version: int
+    office_hours: OfficeHours = OfficeHours()
+    default_policy: Identifier
+    severity_policies: dict[str, Identifier] = Field(
+        default={}, description="severity → policy that overrides the route's (e.g. critical → emergency)"
+    )
+    policies: dict[Identifier, DeadlinePolicy]
+
+    @model_validator(mode="after")
+    def _policies_exist(self) -> DeadlinesFile:
+        for where, name in [("default_policy", self.default_policy), *self.severity_policies.items()]:
+            if name not in self.policies:
+                raise ValueError(f"{where}: unknown policy {name!r}; known: {', '.join(self.policies)}")
+        return self
+
+
+# --------------------------------------------------------------------------- the whole configuration
+
+
+@dataclass(frozen=True)
+class Area:
+    unit: Unit
+    name: str
+    geometry: BaseGeometry
+    address_keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class District:
+    """The validated configuration of one sub-district, with look-ups by id."""
+
+    folder: Path
+    name: str
+    timezone: str
+    leaders: dict[str, Leader]
+    units: dict[str, Unit]
+    areas: tuple[Area, ...]
+    categories: CategoriesFile
+    routing: RoutingFile
+    deadlines: DeadlinesFile
+
+    def iter_categories(self) -> Iterator[tuple[Category, tuple[Category, ...]]]:
+        """Every category with its ancestors, depth first."""
+
+        def walk(nodes: list[Category], parents: tuple[Category, ...]) -> Iterator[tuple[Category, tuple[Category, ...]]]:
+            for node in nodes:
+                yield node, parents
+                yield from walk(node.children, (*parents, node))
+
+        return walk(self.categories.categories, ())
+
+    @cached_property
+    def category_by_code(self) -> dict[str, Category]:
+        return {category.code: category for category, _ in self.iter_categories()}
+
+    def category_path(self, code: str) -> str:
+        """The category's names from the root, e.g. ``安全生产/消防安全``."""
+        for category, parents in self.iter_categories():
+            if category.code == code:
+                return "/".join(node.name for node in (*parents, category))
+        return code
+
+    def leader_of(self, unit_id: str) -> Leader:
+        return self.leaders[self.units[unit_id].leader]
+
+
+def _expand_env(text: str) -> str:
+    """``${NAME:-default}`` in a file becomes the environment's value (deployments point webhooks elsewhere)."""
+
+    def replace(found: re.Match[str]) -> str:
+        name, default = found.group(1), found.group(3)
+        value = os.environ.get(name)
+        if value is None:
+            if default is None:
+                raise DistrictConfigError(f"environment variable {name} is not set and has no default")
+            return default
+        return value
+
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(:-([^}]*))?\}", replace, text)
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise DistrictConfigError(f"{path}: file not found")
+    try:
+        text = _expand_env(path.read_text(encoding="utf-8"))
+        return orjson.loads(text) if path.suffix in (".json", ".geojson") else yaml.safe_load(text)
+    except DistrictConfigError as error:
+        raise DistrictConfigError(f"{path}: {error}") from error
+    except (UnicodeDecodeError, yaml.YAMLError, orjson.JSONDecodeError) as error:
+        raise DistrictConfigError(f"{path}: cannot be parsed: {error}") from error
+
+
+def _entry_name(data: Any, location: tuple[int | str, ...]) -> str:
+    """``units[3] (id=aj).leader``: the path of a validation error, with the entry's id or name when it has one."""
+    parts: list[str] = []
+    node = data
+    for step in location:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        else:
+            parts.append(f".{step}" if parts else str(step))
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        if isinstance(step, int) and isinstance(node, dict):
+            label = node.get("id") or node.get("code") or node.get("name")
+            if label:
+                parts.append(f" ({label})")
+    return "".join(parts) or "(top level)"
+
+
+def _validate(model: type[ModelT], path: Path, data: Any) -> ModelT:
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_entry_name(data, tuple(item['loc']))}: {item['msg']}" for item in error.errors(include_url=False)
+        )
+        raise DistrictConfigError(f"{path}: {problems}") from error
+    version = getattr(parsed, "version", SUPPORTED_VERSION)
+    if version != SUPPORTED_VERSION:
+        raise DistrictConfigError(f"{path}: version {version} is not supported (this civicbus reads version 1)")
+    return parsed
+
+
+def _fail(path: Path, entry: str, problem: str) -> DistrictConfigError:
+    return DistrictConfigError(f"{path}: {entry}: {problem}")
+
+
+def load_district(folder: str | Path) -> District:
+    """Read and cross-check every file of a configuration folder."""
+    folder = Path(folder).resolve()
+    district_path = folder / "district.yaml"
+    district = _validate(DistrictFile, district_path, _read(district_path))
+
+    leaders: dict[str, Leader] = {}
+    for index, leader in enumerate(district.leaders):
+        if leader.id in leaders:
+            raise _fail(district_path, f"leaders[{index}] ({leader.id})", "duplicate leader id")
+        leaders[leader.id] = leader
+    units: dict[str, Unit] = {}
+    for index, unit in enumerate(district.units):
+        entry = f"units[{index}] ({unit.id})"
+        if unit.id in units:
+            raise _fail(district_path, entry, "duplicate unit id")
+        if unit.leader not in leaders:
+            raise _fail(district_path, entry, f"leader {unit.leader!r} is not one of the declared leaders")
+        units[unit.id] = unit
+
+    areas_path = folder / "areas.geojson"
+    areas = _load_areas(areas_path, units)
+
+    categories_path = folder / "categories.yaml"
+    categories = _validate(CategoriesFile, categories_path, _read(categories_path))
+    seen_codes: set[str] = set()
+    for category in _walk(categories.categories):
+        if category.code in seen_codes:
+            raise _fail(categories_path, category.code, "duplicate category code")
+        seen_codes.add(category.code)
+
+    deadlines_path = folder / "deadlines.yaml"
+    deadlines = _validate(DeadlinesFile, deadlines_path, _read(deadlines_path))
+
+    routing_path = folder / "routing.yaml"
+    routing = _validate(RoutingFile, routing_path, _read(routing_path))
+    _check_route(routing_path, routing.route, "route", units, leaders, deadlines)
+
+    return District(
+        folder=folder,
+        name=district.name,
+        timezone=district.timezone,
+        leaders=leaders,
+        units=units,
+        areas=areas,
+        categories=categories,
+        routing=routing,
+        deadlines=deadlines,
+    )
+
+
+def _walk(nodes: list[Category]) -> Iterator[Category]:
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def _load_areas(path: Path, units: dict[str, Unit]) -> tuple[Area, ...]:
+    data = _read(path)
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        raise DistrictConfigError(f"{path}: expected a GeoJSON FeatureCollection")
+    areas: list[Area] = []
+    for index, feature in enumerate(data.get("features", [])):
+        entry = f"features[{index}]"
+        try:
+            properties = AreaProperties.model_validate(feature.get("properties") or {})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False))
+            raise _fail(path, entry, problems) from error
+        entry = f"features[{index}] ({properties.unit})"
+        unit = units.get(properties.unit)
+        if unit is None:
+            raise _fail(path, entry, "unit is not declared in district.yaml")
+        if not unit.is_area_unit:
+            raise _fail(path, entry, f"unit is a {unit.kind}, not a village or community")
+        try:
+            geometry = shape(feature["geometry"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise _fail(path, entry, f"invalid geometry: {error}") from error
+        if geometry.geom_type not in ("Polygon", "MultiPolygon") or not geometry.is_valid:
+            raise _fail(path, entry, "geometry must be a valid Polygon or MultiPolygon (WGS84 lon/lat)")
+        areas.append(Area(unit, properties.name, geometry, tuple(properties.address_keywords)))
+    if not areas:
+        raise DistrictConfigError(f"{path}: no areas")
+    return tuple(areas)
+
+
+def _check_route(
+    path: Path,
+    route: Route,
+    entry: str,
+    units: dict[str, Unit],
+    leaders: dict[str, Leader],
+    deadlines: DeadlinesFile,
+) -> None:
+    where = f"{entry} ({route.name})"
+    for unit_id in [route.lead, *route.assist]:
+        if unit_id is not None and unit_id != AREA_UNIT and unit_id not in units:
+            raise _fail(path, where, f"unit {unit_id!r} is not declared in district.yaml")
+    if route.leader is not None and route.leader not in leaders:
+        raise _fail(path, where, f"leader {route.leader!r} is not declared in district.yaml")
+    if route.deadline is not None and route.deadline not in deadlines.policies:
+        raise _fail(path, where, f"deadline policy {route.deadline!r} is not in deadlines.yaml")
+    for index, child in enumerate(route.routes):
+        _check_route(path, child, f"{entry}.routes[{index}]", units, leaders, deadlines)

@@ -1,0 +1,303 @@
+"""Event schemas, version 1: what travels on the Kafka topics, as JSON.
+
+Every event is an envelope (:class:`Event`: id, kind, source, timestamps, correlation id, schema version) around
+typed fields. Incoming events (complaint, alarm, inspection finding) carry their content in ``data``; ticket
+lifecycle events carry the ticket as it is after the transition, so a consumer never needs to ask triage.
+
+A change that a v1 reader cannot read is a new ``schema_version`` — never an edit of these classes' meaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+SCHEMA_VERSION = 1
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3d2a-9b7e-4c1a-8e5d-2a4b6c8d0e1f")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def derived_event_id(*parts: str) -> str:
+    """A deterministic id: the same inputs give the same event, so a redelivered input is deduplicated downstream."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --------------------------------------------------------------------------- shared value types
+
+
+class Severity(StrEnum):
+    low = "low"  # 一般
+    normal = "normal"  # 普通
+    high = "high"  # 紧急
+    critical = "critical"  # 特急
+
+
+class CoordinateSystem(StrEnum):
+    wgs84 = "wgs84"  # GPS, 天地图
+    gcj02 = "gcj02"  # 高德 / 腾讯 map apps ("Mars coordinates")
+
+
+class Location(Model):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    crs: CoordinateSystem = CoordinateSystem.wgs84
+
+
+Text = Annotated[str, Field(max_length=5000)]
+ShortText = Annotated[str, Field(max_length=200)]
+Labels = Annotated[dict[ShortText, ShortText], Field(max_length=30)]
+
+
+class EventContent(Model):
+    """What every incoming event says about itself, whatever its kind."""
+
+    title: ShortText = ""
+    content: Text = Field(min_length=1, description="the text as reported (Chinese)")
+    severity: Severity = Severity.normal
+    address: ShortText = ""
+    location: Location | None = None
+    labels: Labels = Field(default={}, description="any further labels, usable in routing matchers")
+
+
+class Complaint(EventContent):
+    """A 12345 hotline work order (工单), or a citizen's report through Open311 or an app."""
+
+    channel: ShortText = Field(default="12345", description="12345, open311, app, …")
+    external_id: ShortText = Field(default="", description="the upstream work-order number (工单编号)")
+    caller_name: ShortText = ""
+    caller_phone: ShortText = Field(default="", description="personal data: masked in logs and messages")
+    upstream_category: ShortText = Field(default="", description="category code sent by the 12345 platform")
+    due_at: AwareDatetime | None = Field(default=None, description="deadline set upstream, if any")
+
+
+class Alarm(EventContent):
+    """An alarm (警情) — police dispatch summaries and IoT sensors (smoke, gas, water quality, video AI)."""
+
+    device_id: ShortText = Field(min_length=1, description="sensor, camera or dispatch-system id")
+    alarm_type: ShortText = Field(min_length=1, description="smoke, gas, water_quality, straw_burning, dust, police…")
+    value: float | None = None
+    threshold: float | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Repeats of one device's alarm share this; they belong to the same ticket while it is open."""
+        return f"{self.device_id}:{self.alarm_type}"
+
+
+class Inspection(EventContent):
+    """A finding of an inspection (巡查): 安全生产, 生态环保, 综合查一次, or a higher-level supervision (上级督查)."""
+
+    inspection_type: ShortText = Field(min_length=1, description="安全生产, 生态环保, 综合查一次, 上级督查…")
+    inspector: ShortText = ""
+    target: ShortText = Field(default="", description="the enterprise or place inspected")
+    photos: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
+    rectify_by: AwareDatetime | None = Field(default=None, description="rectification deadline (整改期限)")
+
+
+# --------------------------------------------------------------------------- the envelope
+
+
+class EventKind(StrEnum):
+    complaint_received = "complaint.received"
+    alarm_raised = "alarm.raised"
+    inspection_reported = "inspection.reported"
+    ticket_routed = "ticket.routed"
+    ticket_manual = "ticket.manual"
+    notification_delivered = "notification.delivered"
+    notification_failed = "notification.failed"
+    dead_letter = "dead_letter"
+
+
+class Event(Model):
+    """The envelope every event carries."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Annotated[str, Field(min_length=1, max_length=100)] = Field(default_factory=new_event_id)
+    kind: EventKind
+    source: ShortText = Field(min_length=1, description="who produced it: 12345, iot.smoke, civicbus.triage…")
+    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="when it happened")
+    recorded_at: AwareDatetime = Field(default_factory=utcnow, description="when civicbus recorded it")
+    correlation_id: str = Field(default="", max_length=100, description="ties together everything caused by one input")
+
+    @model_validator(mode="after")
+    def _correlate(self) -> Event:
+        if not self.correlation_id:
+            object.__setattr__(self, "correlation_id", self.event_id)
+        return self
+
+    @property
+    def partition_key(self) -> str:
+        """Kafka key: events with the same key stay in order on one partition."""
+        return self.event_id
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ComplaintReceived(Event):
+    kind: Literal[EventKind.complaint_received] = EventKind.complaint_received
+    data: Complaint
+
+
+class AlarmRaised(Event):
+    kind: Literal[EventKind.alarm_raised] = EventKind.alarm_raised
+    data: Alarm
+
+    @property
+    def partition_key(self) -> str:
+        # A storm of one sensor's alarms lands on one partition, in order, where triage groups it.
+        return self.data.fingerprint
+
+
+class InspectionReported(Event):
+    kind: Literal[EventKind.inspection_reported] = EventKind.inspection_reported
+    data: Inspection
+
+
+IncomingEvent = Annotated[ComplaintReceived | AlarmRaised | InspectionReported, Field(discriminator="kind")]
+INCOMING_BY_KIND: dict[str, type[Event]] = {
+    EventKind.complaint_received: ComplaintReceived,
+    EventKind.alarm_raised: AlarmRaised,
+    EventKind.inspection_reported: InspectionReported,
+}
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+class TicketState(StrEnum):
+    routed = "routed"  # 已派单
+    manual = "manual"  # 待人工派单
+
+
+class CategoryEvidence(Model):
+    method: Literal["upstream_code", "alarm_type", "inspection_type", "keywords", "none"]
+    keywords: list[str] = Field(default=[], description="the keywords found, with their category")
+    score: float = 0.0
+    confidence: float = Field(ge=0, le=1)
+    runner_up: str = Field(default="", description="the second-best category, when keywords decided")
+
+
+class LocationEvidence(Model):
+    method: Literal["polygon", "address", "none"]
+    detail: str = ""
+
+
+class RoutingExplanation(Model):
+    """Why the ticket went where it went (派单依据), stored on the ticket and shown to staff."""
+
+    route_path: list[str] = Field(description="the names of the matched routes, from the root")
+    matched: list[str] = Field(default=[], description="the matchers that held on the last route")
+    category: CategoryEvidence
+    location: LocationEvidence
+    manual_reason: str = Field(default="", description="why nobody could be chosen (人工派单原因)")
+
+
+class Ticket(Model):
+    """A ticket (工单) as it is after a transition."""
+
+    ticket_id: str
+    state: TicketState
+    event_kind: EventKind = Field(description="what it was made from")
+    event_source: str
+    source_event_id: str
+    external_id: str = ""
+    title: str
+    content: str
+    severity: Severity
+    category: str = Field(description="category code, e.g. safety.fire")
+    category_name: str = Field(description="category path, e.g. 安全生产/消防安全")
+    area: str = Field(default="", description="the village/community unit the event is in, if known")
+    area_name: str = ""
+    address: str = ""
+    location: Location | None = None
+    lead_unit: str = Field(default="", description="主办单位")
+    assist_units: list[str] = Field(default=[], description="协办单位")
+    leader: str = Field(default="", description="分管领导")
+    deadline_policy: str = ""
+    sign_for_due: AwareDatetime | None = None
+    resolve_due: AwareDatetime | None = None
+    created_at: AwareDatetime
+    caller_phone: str = Field(default="", description="personal data: for the unit's callback only")
+    explanation: RoutingExplanation
+
+
+class TicketEvent(Event):
+    """A transition of a ticket (工单流转), keyed by ticket id so one ticket's history stays in order."""
+
+    kind: Literal[EventKind.ticket_routed, EventKind.ticket_manual]
+    ticket: Ticket
+    actor: str = Field(default="system", description="who made the transition")
+    note: str = ""
+
+    @property
+    def partition_key(self) -> str:
+        return self.ticket.ticket_id
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class NotificationResult(Event):
+    """What became of one message to one recipient about one ticket transition."""
+
+    kind: Literal[EventKind.notification_delivered, EventKind.notification_failed]
+    ticket_id: str
+    ticket_event_id: str
+    transition: EventKind
+    recipient: str = Field(description="unit or leader id")
+    channel: str
+    attempts: int = Field(ge=0)
+    error: str = ""
+
+    @property
+    def partition_key(self) -> str:
+        return self.ticket_id
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+class DeadLetter(Event):
+    """A record that could not be processed, with the reason. Keyed with the original record's key."""
+
+    kind: Literal[EventKind.dead_letter] = EventKind.dead_letter
+    service: str
+    error_kind: Literal["invalid", "processing"]
+    reason: str
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    original_key: str | None
+    original_value: str = Field(description="the record's value, as UTF-8 text or base64 (see value_encoding)")
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    original_headers: dict[str, str] = {}
+
+    @property
+    def partition_key(self) -> str:
+        return self.original_key or self.event_id
+
+
+def ticket_number(prefix: str, created_at: datetime, source_event_id: str) -> str:
+    """A work-order number staff can read out (工单号), derived from the event so retries give the same one."""
+    digest = hashlib.sha1(source_event_id.encode()).hexdigest()[:10].upper()
+    return f"{prefix}{created_at:%Y%m%d}{digest}"
+
+
+INCOMING_ADAPTER: TypeAdapter[Any] = TypeAdapter(IncomingEvent)

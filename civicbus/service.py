@@ -1,0 +1,158 @@
+"""What every service is made of, and its HTTP application: Kafka broker, MongoDB, domain configuration,
+``/healthz``, ``/readyz``, ``/metrics`` and the AsyncAPI document.
+
+A service module provides ``create_app(settings) -> FastAPI`` built with :func:`service_app`; no broker or client
+exists at module level, so tests build as many isolated instances as they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+import civicbus
+from civicbus.auth import KeyStore
+from civicbus.district import District, load_district
+from civicbus.kafka import Publisher, create_broker
+from civicbus.logs import configure_logging, get_logger
+from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
+from civicbus.mongo import create_mongo, database, ping
+from civicbus.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """The connections and configuration one service instance works with."""
+
+    settings: ServiceSettings
+    broker: KafkaBroker
+    publisher: Publisher
+    mongo: AsyncMongoClient
+    db: AsyncDatabase
+    district: District
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: ServiceSettings) -> Runtime:
+        """Validate the domain configuration (a broken file stops the service here) and create the clients."""
+        district = load_district(settings.config_dir)
+        broker = create_broker(settings)
+        mongo = create_mongo(settings)
+        return cls(settings, broker, Publisher(broker, settings), mongo, database(mongo, settings), district)
+
+
+def asyncapi_document(runtime: Runtime) -> dict[str, Any]:
+    """FastStream's AsyncAPI 3.0 document of the service's subscribers and publishers."""
+    name = runtime.settings.service_name
+    spec = AsyncAPI(runtime.broker, title=f"civicbus {name}", version=civicbus.__version__)
+    return orjson.loads(spec.to_specification().to_json())
+
+
+async def _wait_for_mongo(runtime: Runtime, attempts: int = 30) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            await ping(runtime.mongo)
+            return
+        except Exception as error:
+            if attempt == attempts:
+                raise
+            log.warning("MongoDB not reachable yet", attempt=attempt, error=str(error))
+            await asyncio.sleep(1)
+
+
+def service_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    settings = runtime.settings
+    service = settings.service_name
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_json)
+        SERVICE_UP.labels(service, civicbus.__version__).set(1)
+        await _wait_for_mongo(runtime)
+        for hook in runtime.on_start:
+            await hook(runtime)
+        await runtime.broker.start()
+        log.info("service started", service=service, port=settings.http_port, district=runtime.district.name)
+        try:
+            yield
+        finally:
+            await runtime.broker.stop()
+            for hook in runtime.on_stop:
+                await hook(runtime)
+            await runtime.mongo.close()
+            log.info("service stopped", service=service)
+
+    app = FastAPI(title=title, description=description, version=civicbus.__version__, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.key_store = KeyStore(runtime.db)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        HTTP_REQUESTS.labels(service, getattr(route, "path", "unmatched"), f"{response.status_code // 100}xx").inc()
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: Kafka and MongoDB answer")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        started = time.perf_counter()
+        try:
+            checks["kafka"] = "ok" if await runtime.broker.ping(timeout=2.0) else "unreachable"
+        except Exception as error:
+            checks["kafka"] = f"error: {error}"
+        try:
+            await asyncio.wait_for(ping(runtime.mongo), timeout=2.0)
+            checks["mongo"] = "ok"
+        except Exception as error:
+            checks["mongo"] = f"error: {error}"
+        ready = all(value == "ok" for value in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks,
+                "seconds": round(time.perf_counter() - started, 3)}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document of this service's Kafka interface")
+    async def asyncapi() -> dict[str, Any]:
+        return asyncapi_document(runtime)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run one service until SIGINT/SIGTERM (uvicorn drives the lifespan: broker and clients stop cleanly)."""
+    uvicorn.run(app, host=settings.http.host, port=settings.http_port, log_level="warning", access_log=False)

@@ -1,0 +1,104 @@
+"""Settings of every service, from environment variables (pydantic-settings).
+
+One class per service, all sharing :class:`ServiceSettings`. Variables start with ``CIVICBUS_`` and nest with
+``__`` (``CIVICBUS_HTTP__PORT=8081``). Two well-known names are accepted as they are: ``KAFKA_BOOTSTRAP_SERVERS``
+and ``MONGO_URL`` — a ``MONGO_URL`` pointing at a real ``mongod``, Atlas or a replica set replaces the embedded
+FerretDB with no code change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_DIR = PROJECT_ROOT / "config" / "sample"
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0: the service's default port")
+
+
+class KafkaConsumerSettings(BaseModel):
+    max_records: int = Field(default=500, ge=1, description="records per batch (consume in batches, write in bulk)")
+    batch_timeout_ms: int = Field(default=50, ge=1, description="how long a batch waits to fill")
+    retry_backoff_s: float = Field(default=1.0, gt=0, description="pause before a failed batch is read again")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: Kafka, MongoDB, HTTP, the domain configuration and logging."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIVICBUS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    service_name: ClassVar[str] = "civicbus"
+    default_port: ClassVar[int] = 8080
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("CIVICBUS_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap"),
+    )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="prepended to every topic name: isolates tests and staging environments on one cluster",
+    )
+    consumer: KafkaConsumerSettings = KafkaConsumerSettings()
+    mongo_url: str = Field(
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices("CIVICBUS_MONGO_URL", "MONGO_URL", "mongo_url"),
+    )
+    mongo_db: str = Field(default="civicbus", pattern=r"^[A-Za-z0-9_-]{1,60}$")
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    http: HttpSettings = HttpSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(default=False, description="JSON log lines (for log shippers) instead of console lines")
+
+    @field_validator("config_dir")
+    @classmethod
+    def _absolute(cls, folder: Path) -> Path:
+        return folder if folder.is_absolute() else (Path.cwd() / folder).resolve()
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port or self.default_port
+
+
+class IntakeSettings(ServiceSettings):
+    service_name: ClassVar[str] = "intake"
+    default_port: ClassVar[int] = 8081
+
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest accepted request body")
+
+
+class TriageSettings(ServiceSettings):
+    service_name: ClassVar[str] = "triage"
+    default_port: ClassVar[int] = 8082
+
+
+class NotifySettings(ServiceSettings):
+    service_name: ClassVar[str] = "notify"
+    default_port: ClassVar[int] = 8083
+
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, description="delivery attempts before a notification fails")
+    retry_base_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles with jitter")
+    concurrency: int = Field(default=50, ge=1, description="deliveries in flight at once")
+
+
+class ReportingSettings(ServiceSettings):
+    service_name: ClassVar[str] = "reporting"
+    default_port: ClassVar[int] = 8084
+
+
+SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
+    cls.service_name: cls for cls in (IntakeSettings, TriageSettings, NotifySettings, ReportingSettings)
+}

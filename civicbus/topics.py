@@ -1,0 +1,202 @@
+"""The topic registry: every Kafka topic civicbus uses, its schemas, key, producers, consumers and an example.
+
+Modelled on getsentry/sentry-kafka-schemas: a reader finds here what flows where and how it is keyed.
+``civicbus topics describe`` prints it; ``civicbus topics create`` creates the topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import TypeAdapter
+
+from civicbus.events import (
+    INCOMING_ADAPTER,
+    Alarm,
+    AlarmRaised,
+    CategoryEvidence,
+    Complaint,
+    ComplaintReceived,
+    DeadLetter,
+    Event,
+    EventKind,
+    Inspection,
+    InspectionReported,
+    Location,
+    LocationEvidence,
+    NotificationResult,
+    RoutingExplanation,
+    Severity,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    description: str
+    partitions: int
+    key: str
+    schemas: tuple[type[Event], ...]
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    adapter: TypeAdapter
+    examples: tuple[Event, ...]
+
+    def full_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.name}"
+
+
+_AT = datetime(2026, 9, 20, 9, 30, tzinfo=UTC)
+
+_COMPLAINT = ComplaintReceived(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a01",
+    source="12345",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    data=Complaint(
+        title="工地夜间施工扬尘严重",
+        content="文昌路锦绣花园旁工地晚上十点后还在施工，扬尘很大，请尽快处理。",
+        address="文昌路锦绣花园东侧",
+        external_id="12345-20260920-0042",
+        caller_phone="13800001234",
+        upstream_category="0605",
+    ),
+)
+_ALARM = AlarmRaised(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a02",
+    source="iot.smoke",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    data=Alarm(
+        content="烟感报警：3号厂房二层",
+        severity=Severity.high,
+        device_id="SMK-0031",
+        alarm_type="smoke",
+        location=Location(lat=30.8412, lon=120.0523),
+    ),
+)
+_INSPECTION = InspectionReported(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a03",
+    source="inspection-app",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    data=Inspection(
+        content="企业消防通道被货物堵塞，灭火器过期",
+        inspection_type="安全生产",
+        inspector="网格员 张敏",
+        target="示范五金制品有限公司",
+    ),
+)
+_TICKET = TicketEvent(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a04",
+    kind=EventKind.ticket_routed,
+    source="civicbus.triage",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    correlation_id=_ALARM.event_id,
+    ticket=Ticket(
+        ticket_id="SF2026092012AB34CD56",
+        state=TicketState.routed,
+        event_kind=EventKind.alarm_raised,
+        event_source="iot.smoke",
+        source_event_id=_ALARM.event_id,
+        title="烟感报警",
+        content="烟感报警：3号厂房二层",
+        severity=Severity.high,
+        category="safety.fire",
+        category_name="安全生产/消防安全",
+        area="xixi",
+        area_name="西溪村",
+        lead_unit="yingji",
+        assist_units=["xixi"],
+        leader="li",
+        deadline_policy="alarm",
+        sign_for_due=datetime(2026, 9, 20, 10, 30, tzinfo=UTC),
+        resolve_due=datetime(2026, 9, 21, 9, 30, tzinfo=UTC),
+        created_at=_AT,
+        explanation=RoutingExplanation(
+            route_path=["默认", "安全生产"],
+            matched=['category_root="safety"'],
+            category=CategoryEvidence(method="alarm_type", confidence=1.0),
+            location=LocationEvidence(method="polygon", detail="西溪村"),
+        ),
+    ),
+)
+_NOTIFICATION = NotificationResult(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a05",
+    kind=EventKind.notification_delivered,
+    source="civicbus.notify",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    ticket_id=_TICKET.ticket.ticket_id,
+    ticket_event_id=_TICKET.event_id,
+    transition=EventKind.ticket_routed,
+    recipient="yingji",
+    channel="webhook",
+    attempts=1,
+)
+_DEAD_LETTER = DeadLetter(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a06",
+    source="civicbus.triage",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    service="triage",
+    error_kind="invalid",
+    reason="data.content: Field required",
+    original_topic="civic.events",
+    original_partition=2,
+    original_offset=1041,
+    original_key="k-17",
+    original_value='{"kind": "complaint.received", "source": "12345", "data": {}}',
+)
+
+EVENTS = Topic(
+    name="civic.events",
+    description="Accepted incoming events: complaints, alarms, inspection findings",
+    partitions=6,
+    key="event id; for alarms the fingerprint (device:alarm type), so one sensor's storm stays on one partition",
+    schemas=(ComplaintReceived, AlarmRaised, InspectionReported),
+    producers=("intake", "upstream systems"),
+    consumers=("triage",),
+    adapter=INCOMING_ADAPTER,
+    examples=(_COMPLAINT, _ALARM, _INSPECTION),
+)
+TICKETS = Topic(
+    name="civic.tickets",
+    description="Ticket lifecycle events (工单流转), each carrying the ticket after the transition",
+    partitions=6,
+    key="ticket id",
+    schemas=(TicketEvent,),
+    producers=("triage",),
+    consumers=("notify", "reporting"),
+    adapter=TypeAdapter(TicketEvent),
+    examples=(_TICKET,),
+)
+NOTIFICATIONS = Topic(
+    name="civic.notifications",
+    description="Delivery results of notifications to units and leaders",
+    partitions=3,
+    key="ticket id",
+    schemas=(NotificationResult,),
+    producers=("notify",),
+    consumers=("reporting",),
+    adapter=TypeAdapter(NotificationResult),
+    examples=(_NOTIFICATION,),
+)
+DEAD_LETTERS = Topic(
+    name="civic.dlq",
+    description="Records that could not be processed, with the reason and the original record",
+    partitions=3,
+    key="the original record's key",
+    schemas=(DeadLetter,),
+    producers=("intake", "triage", "notify", "reporting"),
+    consumers=("operators",),
+    adapter=TypeAdapter(DeadLetter),
+    examples=(_DEAD_LETTER,),
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (EVENTS, TICKETS, NOTIFICATIONS, DEAD_LETTERS)
