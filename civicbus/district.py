@@ -20,11 +20,12 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import yaml
@@ -110,8 +111,18 @@ class Unit(Strict):
 class DistrictFile(Strict):
     version: int
     name: str
-    code: str = ""
+    code: str = Field(default="CB", pattern=r"^[A-Z]{1,6}$", description="prefix of work-order numbers (工单号)")
     timezone: str = "Asia/Shanghai"
+    dispatcher: Identifier = Field(description="the unit that dispatches by hand what no rule places (人工派单)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {zone!r}") from error
+        return zone
     leaders: list[Leader]
     units: list[Unit]
 
@@ -280,6 +291,10 @@ class OfficeHours(Strict):
 class DeadlinesFile(Strict):
     version: int
     office_hours: OfficeHours = OfficeHours()
+    holidays: list[date] = Field(
+        default=[], description="extra days off, for years chinese-calendar does not know yet (published each winter)"
+    )
+    working_days: list[date] = Field(default=[], description="extra working days (调休上班), likewise")
     default_policy: Identifier
     severity_policies: dict[str, Identifier] = Field(
         default={}, description="severity → policy that overrides the route's (e.g. critical → emergency)"
@@ -288,6 +303,10 @@ class DeadlinesFile(Strict):
 
     @model_validator(mode="after")
     def _policies_exist(self) -> DeadlinesFile:
+        severities = {"low", "normal", "high", "critical"}
+        for severity in self.severity_policies:
+            if severity not in severities:
+                raise ValueError(f"severity_policies: unknown severity {severity!r}; known: {', '.join(sorted(severities))}")
         for where, name in [("default_policy", self.default_policy), *self.severity_policies.items()]:
             if name not in self.policies:
                 raise ValueError(f"{where}: unknown policy {name!r}; known: {', '.join(self.policies)}")
@@ -311,7 +330,9 @@ class District:
 
     folder: Path
     name: str
+    code: str
     timezone: str
+    dispatcher: Unit
     leaders: dict[str, Leader]
     units: dict[str, Unit]
     areas: tuple[Area, ...]
@@ -392,6 +413,9 @@ def _entry_name(data: Any, location: tuple[int | str, ...]) -> str:
 
 
 def _validate(model: type[ModelT], path: Path, data: Any) -> ModelT:
+    version = data.get("version") if isinstance(data, dict) else None
+    if version != SUPPORTED_VERSION:
+        raise DistrictConfigError(f"{path}: version {version} is not supported (this civicbus reads version 1)")
     try:
         parsed = model.model_validate(data)
     except ValidationError as error:
@@ -399,9 +423,6 @@ def _validate(model: type[ModelT], path: Path, data: Any) -> ModelT:
             f"{_entry_name(data, tuple(item['loc']))}: {item['msg']}" for item in error.errors(include_url=False)
         )
         raise DistrictConfigError(f"{path}: {problems}") from error
-    version = getattr(parsed, "version", SUPPORTED_VERSION)
-    if version != SUPPORTED_VERSION:
-        raise DistrictConfigError(f"{path}: version {version} is not supported (this civicbus reads version 1)")
     return parsed
 
 
@@ -428,6 +449,8 @@ def load_district(folder: str | Path) -> District:
         if unit.leader not in leaders:
             raise _fail(district_path, entry, f"leader {unit.leader!r} is not one of the declared leaders")
         units[unit.id] = unit
+    if district.dispatcher not in units:
+        raise _fail(district_path, "dispatcher", f"unit {district.dispatcher!r} is not declared in units")
 
     areas_path = folder / "areas.geojson"
     areas = _load_areas(areas_path, units)
@@ -450,7 +473,9 @@ def load_district(folder: str | Path) -> District:
     return District(
         folder=folder,
         name=district.name,
+        code=district.code,
         timezone=district.timezone,
+        dispatcher=units[district.dispatcher],
         leaders=leaders,
         units=units,
         areas=areas,
@@ -470,9 +495,15 @@ def _load_areas(path: Path, units: dict[str, Unit]) -> tuple[Area, ...]:
     data = _read(path)
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise DistrictConfigError(f"{path}: expected a GeoJSON FeatureCollection")
+    features = data.get("features")
+    if not isinstance(features, list):
+        raise DistrictConfigError(f"{path}: 'features' must be a list of GeoJSON Features")
     areas: list[Area] = []
-    for index, feature in enumerate(data.get("features", [])):
+    seen_units: set[str] = set()
+    for index, feature in enumerate(features):
         entry = f"features[{index}]"
+        if not isinstance(feature, dict):
+            raise _fail(path, entry, "not a GeoJSON Feature object")
         try:
             properties = AreaProperties.model_validate(feature.get("properties") or {})
         except ValidationError as error:
@@ -484,6 +515,9 @@ def _load_areas(path: Path, units: dict[str, Unit]) -> tuple[Area, ...]:
             raise _fail(path, entry, "unit is not declared in district.yaml")
         if not unit.is_area_unit:
             raise _fail(path, entry, f"unit is a {unit.kind}, not a village or community")
+        if unit.id in seen_units:
+            raise _fail(path, entry, "a second jurisdiction for the same unit (merge them into a MultiPolygon)")
+        seen_units.add(unit.id)
         try:
             geometry = shape(feature["geometry"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:

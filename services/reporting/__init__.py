@@ -1,0 +1,1 @@
+"""reporting: MongoDB read models kept current from the lifecycle and notification events, and the leaders' API."""

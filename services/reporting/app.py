@@ -1,0 +1,37 @@
+"""The reporting service: consumes ``civic.tickets`` and ``civic.notifications``; serves the leaders' API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from civicbus.kafka import subscribe_batch
+from civicbus.service import Runtime, service_app
+from civicbus.settings import ReportingSettings
+from civicbus.topics import NOTIFICATIONS, TICKETS
+
+from .api import router
+from .handler import notification_results_handler, ticket_events_handler
+from .projections import Projections
+from .queries import ReportingQueries
+
+
+def create_app(settings: ReportingSettings | None = None) -> FastAPI:
+    runtime = Runtime.build(settings or ReportingSettings())
+    projections = Projections(runtime.db, runtime.district.timezone)
+
+    async def ensure_indexes(_: Runtime) -> None:
+        await projections.ensure_indexes()
+
+    runtime.on_start.append(ensure_indexes)
+    subscribe_batch(runtime.broker, runtime.settings, TICKETS, "reporting", ticket_events_handler(projections),
+                    runtime.publisher)
+    subscribe_batch(runtime.broker, runtime.settings, NOTIFICATIONS, "reporting",
+                    notification_results_handler(projections), runtime.publisher)
+    app = service_app(
+        runtime,
+        title="civicbus reporting",
+        description="Read models and the leaders' API: tickets, timelines, counts (工单、流转记录、统计).",
+        routers=[router],
+    )
+    app.state.queries = ReportingQueries(runtime.db)
+    return app

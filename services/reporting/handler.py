@@ -1,0 +1,23 @@
+"""Reporting's Kafka handlers: lifecycle and notification events applied to the read models, in bulk."""
+
+from __future__ import annotations
+
+from civicbus.kafka import BatchOutcome, Consumed
+
+from .projections import Projections
+
+
+def ticket_events_handler(projections: Projections):  # noqa: ANN201 - a BatchHandler
+    async def handle(batch: list[Consumed]) -> BatchOutcome:
+        applied = await projections.apply_ticket_events(item.event for item in batch)
+        return BatchOutcome(duplicates=len(batch) - applied)
+
+    return handle
+
+
+def notification_results_handler(projections: Projections):  # noqa: ANN201 - a BatchHandler
+    async def handle(batch: list[Consumed]) -> BatchOutcome:
+        applied = await projections.apply_notifications(item.event for item in batch)
+        return BatchOutcome(duplicates=len(batch) - applied)
+
+    return handle

@@ -1,0 +1,154 @@
+"""Triage's decision for one incoming event: what it is, where it is, who handles it, by when — and why.
+
+Pure: it reads only the event and the district configuration, so a replayed event gets the same tickets, and
+``civicbus routes test`` shows exactly what the service would do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from civicbus.district import District
+from civicbus.events import (
+    Alarm,
+    Complaint,
+    Event,
+    EventKind,
+    Inspection,
+    RoutingExplanation,
+    Ticket,
+    TicketState,
+    ticket_number,
+)
+
+from .classify import Classification, Classifier
+from .deadlines import WorkingCalendar, choose_policy, compute_deadlines
+from .locate import Located, Locator
+from .routing import Assignment, Router
+
+KIND_LABEL = {
+    EventKind.complaint_received: "complaint",
+    EventKind.alarm_raised: "alarm",
+    EventKind.inspection_reported: "inspection",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    classification: Classification
+    located: Located
+    labels: dict[str, str]
+    tickets: list[Ticket]
+
+
+class TriageEngine:
+    def __init__(self, district: District) -> None:
+        self.district = district
+        self.classifier = Classifier(district)
+        self.locator = Locator(district)
+        self.router = Router(district)
+        self.calendar = WorkingCalendar(district.deadlines, district.timezone)
+
+    def classify(self, event: Event) -> Classification:
+        data = event.data  # type: ignore[attr-defined]
+        return self.classifier.classify(
+            f"{data.title} {data.content}",
+            upstream_code=data.upstream_category if isinstance(data, Complaint) else "",
+            alarm_type=data.alarm_type if isinstance(data, Alarm) else "",
+            inspection_type=data.inspection_type if isinstance(data, Inspection) else "",
+        )
+
+    def labels(self, event: Event, classification: Classification, located: Located) -> dict[str, str]:
+        data = event.data  # type: ignore[attr-defined]
+        labels = {
+            **data.labels,
+            "kind": KIND_LABEL[event.kind],
+            "source": event.source,
+            "severity": str(data.severity),
+            "category": classification.code,
+            "category_root": classification.code.split(".", 1)[0],
+            "area": located.area.unit.id if located.area else "",
+        }
+        if isinstance(data, Alarm):
+            labels["alarm_type"] = data.alarm_type
+        if isinstance(data, Inspection):
+            labels["inspection_type"] = data.inspection_type
+        if isinstance(data, Complaint):
+            labels["channel"] = data.channel
+        return labels
+
+    def decide(self, event: Event) -> Decision:
+        data = event.data  # type: ignore[attr-defined]
+        classification = self.classify(event)
+        located = self.locator.locate(data.location, data.address, data.content)
+        labels = self.labels(event, classification, located)
+        low_confidence = self._low_confidence_reason(classification)
+        tickets = [
+            self._ticket(event, classification, located, assignment, index, low_confidence)
+            for index, assignment in enumerate(self.router.assign(labels))
+        ]
+        return Decision(classification, located, labels, tickets)
+
+    def _low_confidence_reason(self, classification: Classification) -> str:
+        evidence = classification.evidence
+        threshold = self.district.categories.min_confidence
+        if evidence.method != "keywords" or evidence.confidence >= threshold:
+            return ""
+        runner_up = self.district.category_path(evidence.runner_up) if evidence.runner_up else "无"
+        return (
+            f"分类置信度低（{evidence.confidence:.2f} < {threshold:.2f}）：最可能为"
+            f"“{self.district.category_path(classification.code)}”，其次为“{runner_up}”"
+        )
+
+    def _ticket(
+        self,
+        event: Event,
+        classification: Classification,
+        located: Located,
+        assignment: Assignment,
+        index: int,
+        low_confidence: str,
+    ) -> Ticket:
+        data = event.data  # type: ignore[attr-defined]
+        manual_reason = low_confidence or assignment.manual_reason
+        lead = "" if manual_reason else assignment.lead_unit
+        policy_id = choose_policy(self.district.deadlines, assignment.deadline_policy, data.severity)
+        created_at = event.recorded_at.astimezone(self.calendar.zone)
+        deadlines = compute_deadlines(self.calendar, policy_id, self.district.deadlines.policies[policy_id], created_at)
+        resolve_due = deadlines.resolve_due
+        if isinstance(data, Complaint) and data.due_at is not None:
+            resolve_due = min(resolve_due, data.due_at)  # the upstream platform's deadline binds us
+        # One event may make several tickets (routes with `continue`): each gets its own stable number.
+        number_seed = event.event_id if index == 0 else f"{event.event_id}#{index}"
+        return Ticket(
+            ticket_id=ticket_number(self.district.code, created_at, number_seed),
+            state=TicketState.manual if manual_reason else TicketState.routed,
+            event_kind=event.kind,
+            event_source=event.source,
+            source_event_id=event.event_id,
+            external_id=getattr(data, "external_id", ""),
+            title=data.title or data.content[:30],
+            content=data.content,
+            severity=data.severity,
+            category=classification.code,
+            category_name=self.district.category_path(classification.code),
+            area=located.area.unit.id if located.area else "",
+            area_name=located.area.name if located.area else "",
+            address=data.address,
+            location=data.location,
+            lead_unit=lead,
+            assist_units=list(assignment.assist_units) if lead else [],
+            leader=assignment.leader if lead else "",
+            deadline_policy=policy_id,
+            sign_for_due=deadlines.sign_for_due,
+            resolve_due=resolve_due,
+            created_at=created_at,
+            caller_phone=getattr(data, "caller_phone", ""),
+            explanation=RoutingExplanation(
+                route_path=assignment.match.names,
+                matched=[str(matcher) for matcher in assignment.match.route.parsed_matchers],
+                category=classification.evidence,
+                location=located.evidence,
+                manual_reason=manual_reason,
+            ),
+        )
