@@ -8,6 +8,7 @@ exists at module level, so tests build as many isolated instances as they need.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from civicbus.kafka import Publisher, create_broker
 from civicbus.logs import configure_logging, get_logger
 from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
 from civicbus.mongo import create_mongo, database, ping
-from civicbus.settings import ServiceSettings
+from civicbus.settings import SETTINGS_BY_SERVICE, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -156,3 +157,13 @@ def service_app(
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run one service until SIGINT/SIGTERM (uvicorn drives the lifespan: broker and clients stop cleanly)."""
     uvicorn.run(app, host=settings.http.host, port=settings.http_port, log_level="warning", access_log=False)
+
+
+SERVICES = ("intake", "triage", "notify", "reporting")
+
+
+def run_service(name: str) -> None:
+    """Build a service from its settings (environment) and serve it: the ``main`` of every service."""
+    settings = SETTINGS_BY_SERVICE[name]()
+    create_app = importlib.import_module(f"services.{name}.app").create_app
+    serve(create_app(settings), settings)

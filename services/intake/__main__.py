@@ -1,7 +1,5 @@
-from civicbus.service import serve
-from civicbus.settings import IntakeSettings
+"""`python -m services.intake`: run the intake service (same as `civicbus run intake`)."""
 
-from .app import create_app
+from civicbus.service import run_service
 
-settings = IntakeSettings()
-serve(create_app(settings), settings)
+run_service("intake")

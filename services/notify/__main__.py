@@ -1,7 +1,5 @@
-from civicbus.service import serve
-from civicbus.settings import NotifySettings
+"""`python -m services.notify`: run the notify service (same as `civicbus run notify`)."""
 
-from .app import create_app
+from civicbus.service import run_service
 
-settings = NotifySettings()
-serve(create_app(settings), settings)
+run_service("notify")

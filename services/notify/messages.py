@@ -32,8 +32,6 @@ class MessageRenderer:
             loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             undefined=jinja2.StrictUndefined,  # a template naming a missing field fails loudly, not with blanks
             autoescape=False,  # plain text for robots, mail and SMS; HTML channels escape on their own
-            trim_blocks=True,
-            keep_trailing_newline=False,
         )
         self._env.filters["local_time"] = lambda moment: (
             moment.astimezone(zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"

@@ -1,7 +1,5 @@
-from civicbus.service import serve
-from civicbus.settings import ReportingSettings
+"""`python -m services.reporting`: run the reporting service (same as `civicbus run reporting`)."""
 
-from .app import create_app
+from civicbus.service import run_service
 
-settings = ReportingSettings()
-serve(create_app(settings), settings)
+run_service("reporting")

@@ -1,7 +1,5 @@
-from civicbus.service import serve
-from civicbus.settings import TriageSettings
+"""`python -m services.triage`: run the triage service (same as `civicbus run triage`)."""
 
-from .app import create_app
+from civicbus.service import run_service
 
-settings = TriageSettings()
-serve(create_app(settings), settings)
+run_service("triage")

@@ -1,0 +1,236 @@
+"""The ``civicbus`` command line: the development stack, topics, services, API keys, configuration, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from civicbus import devstack
+from civicbus.service import SERVICES
+
+app = typer.Typer(help="civicbus — event hub for grassroots governance (基层治理事件中枢).", no_args_is_help=True)
+dev_app = typer.Typer(help="The embedded development stack: Kafka (KRaft) and FerretDB.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the topic registry.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (API 密钥).", no_args_is_help=True)
+config_app = typer.Typer(help="The domain configuration (辖区配置).", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+app.add_typer(topics_app, name="topics")
+app.add_typer(keys_app, name="keys")
+app.add_typer(config_app, name="config")
+# Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- dev
+
+
+@dev_app.command("up")
+def dev_up() -> None:
+    """Install what is missing (Kafka jars, FerretDB binary; cached), start both, wait until they answer."""
+    try:
+        for line in devstack.up():
+            console.print(f"[green]✓[/] {line}")
+        created = asyncio.run(_create_topics(devstack.kafka_bootstrap(), "", 1))
+        console.print(f"[green]✓[/] topics: {', '.join(created) if created else 'all present'}")
+    except devstack.DevStackError as error:
+        _fail(str(error))
+
+
+@dev_app.command("down")
+def dev_down() -> None:
+    """Stop Kafka and FerretDB (their data is kept)."""
+    for line in devstack.down():
+        console.print(line)
+
+
+@dev_app.command("reset")
+def dev_reset() -> None:
+    """Stop the stack and delete its data (installed jars and binaries are kept)."""
+    devstack.reset()
+    console.print("stack stopped and data deleted")
+
+
+@dev_app.command("status")
+def dev_status() -> None:
+    """Show whether Kafka and FerretDB are running and answering."""
+    table = Table("component", "address", "state")
+    for row in devstack.status():
+        table.add_row(*row)
+    console.print(table)
+
+
+@dev_app.command("logs")
+def dev_logs(
+    component: Annotated[str, typer.Argument(help="kafka, ferretdb, or a service of the demo")] = "kafka",
+    lines: Annotated[int, typer.Option("-n", help="last lines")] = 50,
+) -> None:
+    """Print the last lines of a component's log."""
+    path = devstack.home() / "logs" / f"{component}.log"
+    if not path.exists():
+        _fail(f"no log at {path}")
+    console.print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]), markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- topics
+
+
+async def _create_topics(bootstrap: str, prefix: str, replication_factor: int) -> list[str]:
+    from civicbus.kafka import create_topics
+
+    return await create_topics(bootstrap, prefix, replication_factor)
+
+
+@topics_app.command("create")
+def topics_create(
+    prefix: Annotated[str, typer.Option(help="topic name prefix (CIVICBUS_TOPIC_PREFIX)")] = "",
+    replication_factor: Annotated[int, typer.Option(help="replicas per partition (1 for one broker)")] = 1,
+) -> None:
+    """Create the registry's topics that do not exist yet (idempotent)."""
+    from civicbus.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    created = asyncio.run(_create_topics(settings.kafka_bootstrap, prefix or settings.topic_prefix, replication_factor))
+    console.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@topics_app.command("describe")
+def topics_describe(examples: Annotated[bool, typer.Option(help="print an example payload per schema")] = False) -> None:
+    """The topic registry: names, keys, schemas, producers, consumers."""
+    from civicbus.topics import ALL_TOPICS
+
+    table = Table("topic", "partitions", "key", "schemas", "producers → consumers")
+    for topic in ALL_TOPICS:
+        table.add_row(
+            topic.name, str(topic.partitions), topic.key, ", ".join(schema.__name__ for schema in topic.schemas),
+            f"{', '.join(topic.producers)} → {', '.join(topic.consumers)}",
+        )
+    console.print(table)
+    if examples:
+        for topic in ALL_TOPICS:
+            for example in topic.examples:
+                console.rule(f"{topic.name}: {example.kind}")
+                console.print_json(example.model_dump_json())
+
+
+# --------------------------------------------------------------------------- services
+
+
+@app.command("run")
+def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> None:
+    """Run one service in the foreground (settings from CIVICBUS_* environment variables)."""
+    if service not in SERVICES:
+        _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    from civicbus.district import DistrictConfigError
+    from civicbus.service import run_service
+
+    try:
+        run_service(service)
+    except DistrictConfigError as error:
+        _fail(f"invalid configuration: {error}")
+
+
+@app.command("asyncapi")
+def asyncapi(
+    service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))],
+    output: Annotated[Optional[Path], typer.Option("-o", help="write to this file instead of stdout")] = None,
+) -> None:
+    """Print the AsyncAPI document of a service's Kafka interface."""
+    import importlib
+
+    from civicbus.service import asyncapi_document
+    from civicbus.settings import SETTINGS_BY_SERVICE
+
+    if service not in SERVICES:
+        _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    fastapi_app = importlib.import_module(f"services.{service}.app").create_app(SETTINGS_BY_SERVICE[service]())
+    document = orjson.dumps(asyncapi_document(fastapi_app.state.runtime), option=orjson.OPT_INDENT_2)
+    if output:
+        output.write_bytes(document)
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(document.decode() + "\n")
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who uses the key (a system or a person)")],
+    role: Annotated[str, typer.Option(help="admin, leader, unit, auditor or system")] = "system",
+    unit: Annotated[str, typer.Option(help="the unit id, for role unit")] = "",
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from civicbus.auth import Role, create_key
+    from civicbus.mongo import create_mongo, database
+    from civicbus.settings import ServiceSettings
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        _fail(f"unknown role {role!r}; choose one of {', '.join(item.value for item in Role)}")
+
+    async def create() -> str:
+        settings = ServiceSettings()
+        client = create_mongo(settings)
+        try:
+            return await create_key(database(client, settings), name, chosen, unit)
+        finally:
+            await client.close()
+
+    console.print(asyncio.run(create()), markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@config_app.command("check")
+def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default: CIVICBUS_CONFIG_DIR")] = None) -> None:
+    """Validate a configuration folder and summarise it."""
+    from civicbus.district import DistrictConfigError, UnitKind, load_district
+    from civicbus.settings import ServiceSettings
+
+    try:
+        district = load_district(folder or ServiceSettings().config_dir)
+    except DistrictConfigError as error:
+        _fail(str(error))
+    kinds = {kind: sum(1 for unit in district.units.values() if unit.kind is kind) for kind in UnitKind}
+    console.print(
+        f"[green]✓[/] {district.name}: {len(district.leaders)} leaders, "
+        + ", ".join(f"{count} {kind.value}" for kind, count in kinds.items())
+        + f", {len(district.areas)} areas, {len(district.category_by_code)} categories"
+    )
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="leave the services running after the figures")] = False,
+) -> None:
+    """Start the stack and the four services, play a morning of events, show tickets, messages and figures."""
+    from civicbus.demo import run_demo
+
+    try:
+        devstack.up()
+    except devstack.DevStackError as error:
+        _fail(str(error))
+    raise typer.Exit(asyncio.run(run_demo(console, keep_running)))
+
+
+if __name__ == "__main__":
+    app()

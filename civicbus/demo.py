@@ -1,0 +1,203 @@
+"""``civicbus demo``: the whole system on the embedded stack, one morning of events, and what came of them.
+
+The four services run as separate processes, exactly as in production; a local webhook receiver plays the units'
+robots. The demo uses its own database (``civicbus_demo``, emptied first) and topics (``demo.``-prefixed), so it
+never mixes with a development database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from civicbus import devstack
+from civicbus.auth import Role, create_key
+from civicbus.kafka import create_topics
+from civicbus.logs import mask_personal_data
+from civicbus.mongo import create_mongo, database
+from civicbus.service import SERVICES
+from civicbus.settings import PROJECT_ROOT, SETTINGS_BY_SERVICE, ServiceSettings
+from civicbus.webhook_sink import WebhookSink
+
+SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
+DEMO_DB = "civicbus_demo"
+DEMO_PREFIX = "demo."
+STATE_NAMES = {"routed": "已派单", "manual": "待人工派单"}
+
+
+def _environment(sink: WebhookSink) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CIVICBUS_KAFKA_BOOTSTRAP": devstack.kafka_bootstrap(),
+        "CIVICBUS_MONGO_URL": devstack.mongo_url(),
+        "CIVICBUS_MONGO_DB": DEMO_DB,
+        "CIVICBUS_TOPIC_PREFIX": DEMO_PREFIX,
+        "CIVICBUS_WEBHOOK_BASE": sink.base_url,
+        "CIVICBUS_LOG_JSON": "true",
+    }
+
+
+def _start_services(sink: WebhookSink) -> dict[str, subprocess.Popen]:
+    logs = devstack.home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = {}
+    for name in SERVICES:
+        with (logs / f"{name}.log").open("ab") as log_file:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=PROJECT_ROOT, env=_environment(sink), stdout=log_file, stderr=subprocess.STDOUT,
+            )
+    return processes
+
+
+def _stop_services(processes: dict[str, subprocess.Popen]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _url(service: str, path: str) -> str:
+    return f"http://127.0.0.1:{SETTINGS_BY_SERVICE[service].default_port}{path}"
+
+
+async def _wait_ready(client: httpx.AsyncClient, processes: dict[str, subprocess.Popen], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = set(processes)
+    while waiting:
+        for name in sorted(waiting):
+            if processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; see {devstack.home() / 'logs' / (name + '.log')}")
+            try:
+                if (await client.get(_url(name, "/readyz"))).status_code == 200:
+                    waiting.discard(name)
+            except httpx.TransportError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(sorted(waiting))}")
+        await asyncio.sleep(0.5)
+
+
+async def _prepare() -> str:
+    settings = ServiceSettings(mongo_url=devstack.mongo_url(), mongo_db=DEMO_DB)
+    await create_topics(devstack.kafka_bootstrap(), DEMO_PREFIX)
+    client = create_mongo(settings)
+    try:
+        await client.drop_database(DEMO_DB)
+        return await create_key(database(client, settings), "demo", Role.admin)
+    finally:
+        await client.close()
+
+
+async def _play(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    scenario = yaml.safe_load(SCENARIO.read_text(encoding="utf-8"))
+    sent = 0
+    for entry in scenario["events"]:
+        for _ in range(entry.get("repeat", 1)):
+            response = await client.post(_url("intake", f"/v1/{entry['type']}"), json=entry["body"], headers=headers)
+            response.raise_for_status()
+            sent += 1
+    return sent
+
+
+async def _settle(client: httpx.AsyncClient, headers: dict[str, str], sink: WebhookSink, sent: int) -> dict[str, Any]:
+    """Wait until every event has its tickets and the notifications stop arriving."""
+    deadline = time.monotonic() + 60
+    last: tuple[int, int] = (-1, -1)
+    sources: set[str] = set()
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        listing = (await client.get(_url("reporting", "/v1/tickets?limit=500"), headers=headers)).json()
+        sources = {item["source_event_id"] for item in listing["items"]}
+        current = (listing["total"], len(sink.received))
+        if current != last:
+            last, stable_since = current, time.monotonic()
+        elif len(sources) >= sent and time.monotonic() - stable_since > 2:
+            return listing
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"after 60 s only {len(sources)} of {sent} events have tickets; see the services' logs")
+
+
+def _local(moment: str, zone: ZoneInfo) -> str:
+    return datetime.fromisoformat(moment).astimezone(zone).strftime("%m-%d %H:%M")
+
+
+def _tickets_table(items: list[dict[str, Any]], units: dict[str, str], zone: ZoneInfo) -> Table:
+    table = Table("工单号", "类别", "属地", "主办", "协办", "状态", "签收时限", "办结时限", title="工单 Tickets")
+    for item in sorted(items, key=lambda ticket: ticket["created_at"]):
+        table.add_row(
+            item["ticket_id"], item["category_name"], item.get("area_name") or "—",
+            units.get(item["lead_unit"], "—"), "、".join(units.get(unit, unit) for unit in item["assist_units"]) or "—",
+            STATE_NAMES.get(item["state"], item["state"]), _local(item["sign_for_due"], zone),
+            _local(item["resolve_due"], zone),
+        )
+    return table
+
+
+async def run_demo(console: Console, keep_running: bool) -> int:
+    from civicbus.district import load_district
+
+    district = load_district(ServiceSettings().config_dir)
+    units = {unit.id: unit.name for unit in district.units.values()}
+    key = await _prepare()
+    headers = {"X-API-Key": key}
+    sink = await WebhookSink().start()
+    processes = _start_services(sink)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            console.print("[bold]启动服务[/] intake · triage · notify · reporting …")
+            await _wait_ready(client, processes)
+            sent = await _play(client, headers)
+            console.print(f"[green]✓[/] 已受理事件 {sent} 条 (events accepted by intake, acknowledged by Kafka)")
+            listing = await _settle(client, headers, sink, sent)
+            console.print(_tickets_table(listing["items"], units, ZoneInfo(district.timezone)))
+
+            messages = Table("接收方", "收到消息", title="通知 Webhook messages received")
+            by_path: dict[str, int] = {}
+            for item in sink.received:
+                by_path[item.path] = by_path.get(item.path, 0) + 1
+            for path, count in sorted(by_path.items()):
+                messages.add_row(units.get(path.rsplit("/", 1)[-1], path), str(count))
+            console.print(messages)
+            if sink.received:
+                console.rule("消息示例 (a message as the unit's robot received it)")
+                console.print(mask_personal_data(sink.received[0].body["text"]), markup=False, highlight=False)
+
+            counts = (await client.get(_url("reporting", "/v1/counts/unit"), headers=headers)).json()
+            figures = Table("单位", "主办", "协办", "通知送达", "通知失败", title="单位计数 Counts per unit (reporting)")
+            for item in sorted(counts["items"], key=lambda row: (-row["routed"], row["key"])):
+                figures.add_row(item["name"], str(item["routed"]), str(item["assisted"]), str(item["notified"]),
+                                str(item["notify_failed"]))
+            console.print(figures)
+            district_counts = (await client.get(_url("reporting", "/v1/counts/district"), headers=headers)).json()
+            total = district_counts["items"][0] if district_counts["items"] else {"created": 0, "manual": 0}
+            console.print(f"全街道：工单 {total['created']} 件，其中待人工派单 {total['manual']} 件。")
+            console.print(f"API 密钥 (demo key): {key}    reporting: {_url('reporting', '/docs')}")
+            if keep_running:
+                console.print("服务保持运行，按 Ctrl-C 结束 (services keep running; Ctrl-C stops them)")
+                await asyncio.Event().wait()
+        return 0
+    except RuntimeError as error:
+        console.print(f"[bold red]demo failed:[/] {error}")
+        return 1
+    finally:
+        _stop_services(processes)
+        await sink.stop()
+        console.print("服务已停止；Kafka 与 FerretDB 仍在运行（`civicbus dev down` 可停止）。")
