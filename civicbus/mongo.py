@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -34,6 +35,44 @@ def database(client: AsyncMongoClient, settings: ServiceSettings) -> AsyncDataba
 
 async def ping(client: AsyncMongoClient) -> None:
     await client.admin.command("ping")
+
+
+DUPLICATE_KEY = 11000
+UPSERT_CHUNK = 1000
+
+
+async def insert_missing(
+    collection: AsyncCollection, documents: Mapping[str, Mapping[str, Any]], attempts: int = 5
+) -> set[str]:
+    """Create the documents (by ``_id``) that do not exist yet, leaving existing ones as they are; returns the ids
+    this call created.
+
+    Sent as a raw ``update`` command of ``$setOnInsert`` upserts rather than through ``bulk_write``: when two
+    writers upsert the same new ``_id`` at once, MongoDB retries the loser itself, but FerretDB v1 answers with a
+    duplicate-key error, stops the batch there, and omits the counts PyMongo's bulk API expects. The whole command
+    is idempotent, so it is simply sent again.
+    """
+    created: set[str] = set()
+    items = list(documents.items())
+    for start in range(0, len(items), UPSERT_CHUNK):
+        chunk = items[start : start + UPSERT_CHUNK]
+        command = {
+            "update": collection.name,
+            "ordered": False,
+            "updates": [
+                {"q": {"_id": doc_id}, "u": {"$setOnInsert": dict(on_insert)}, "upsert": True}
+                for doc_id, on_insert in chunk
+            ],
+        }
+        for attempt in range(1, attempts + 1):
+            reply = await collection.database.command(command)
+            created.update(str(item["_id"]) for item in reply.get("upserted", []))
+            errors = reply.get("writeErrors", [])
+            if not errors:
+                break
+            if any(error.get("code") != DUPLICATE_KEY for error in errors) or attempt == attempts:
+                raise OperationFailure(f"upsert into {collection.name} failed: {errors[:3]}", details=reply)
+    return created
 
 
 @dataclass(frozen=True)
@@ -58,14 +97,8 @@ async def apply_increments(collection: AsyncCollection, increments: Iterable[Inc
         return 0
     documents: dict[str, Mapping[str, Any]] = {}
     for increment in increments:
-        documents.setdefault(increment.doc_id, increment.on_insert)
-    await collection.bulk_write(
-        [
-            UpdateOne({"_id": doc_id}, {"$setOnInsert": {**on_insert, "applied": []}}, upsert=True)
-            for doc_id, on_insert in documents.items()
-        ],
-        ordered=False,
-    )
+        documents.setdefault(increment.doc_id, {**increment.on_insert, "applied": []})
+    await insert_missing(collection, documents)
     result = await collection.bulk_write(
         [
             UpdateOne(

@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus.district import Channel
 from civicbus.events import EventKind, NotificationResult, TicketEvent, derived_event_id
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
+from civicbus.mongo import insert_missing
 from civicbus.settings import NotifySettings
 
 from .channels.webhook import DeliveryError, send_webhook
@@ -67,29 +68,23 @@ class DeliveryPipeline:
 
     async def _claim(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         now = datetime.now(UTC)
-        await self._collection.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": delivery.key},
-                    {
-                        "$setOnInsert": {
-                            "status": "pending",
-                            "ticket_id": delivery.event.ticket.ticket_id,
-                            "ticket_event_id": delivery.event.event_id,
-                            "transition": str(delivery.event.kind),
-                            "recipient": delivery.recipient,
-                            "role": delivery.role,
-                            "channel": delivery.channel.type,
-                            "title": delivery.message.title,
-                            "created_at": now,
-                            "attempts": [],
-                        }
-                    },
-                    upsert=True,
-                )
+        await insert_missing(
+            self._collection,
+            {
+                delivery.key: {
+                    "status": "pending",
+                    "ticket_id": delivery.event.ticket.ticket_id,
+                    "ticket_event_id": delivery.event.event_id,
+                    "transition": str(delivery.event.kind),
+                    "recipient": delivery.recipient,
+                    "role": delivery.role,
+                    "channel": delivery.channel.type,
+                    "title": delivery.message.title,
+                    "created_at": now,
+                    "attempts": [],
+                }
                 for delivery in deliveries
-            ],
-            ordered=False,
+            },
         )
         finished = {
             document["_id"]

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, NotificationResult, TicketEvent
-from civicbus.mongo import Increment, apply_increments
+from civicbus.mongo import Increment, apply_increments, insert_missing
 
 TICKET_VIEWS = "ticket_views"
 COUNTERS = "counters"
@@ -74,14 +74,8 @@ class Projections:
         """(ticket id, event id, $set, $push) each applied once: the filter skips a view that has the event."""
         if not updates:
             return 0
-        await self._views.bulk_write(
-            [
-                UpdateOne({"_id": ticket_id}, {"$setOnInsert": {"applied": [], "timeline": [], "notifications": []}},
-                          upsert=True)
-                for ticket_id in dict.fromkeys(ticket_id for ticket_id, *_ in updates)
-            ],
-            ordered=False,
-        )
+        empty_view = {"applied": [], "timeline": [], "notifications": []}
+        await insert_missing(self._views, {ticket_id: empty_view for ticket_id, *_ in updates})
         result = await self._views.bulk_write(
             [
                 UpdateOne(

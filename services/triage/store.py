@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import Ticket
+from civicbus.mongo import insert_missing
 
 TICKETS_COLLECTION = "tickets"
 
@@ -28,19 +29,10 @@ class TicketStore:
         """
         if not tickets:
             return [], set()
-        result = await self._tickets.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": ticket.ticket_id},
-                    {"$setOnInsert": ticket.model_dump(mode="python")},
-                    upsert=True,
-                )
-                for ticket in tickets
-            ],
-            ordered=False,
+        created = await insert_missing(
+            self._tickets, {ticket.ticket_id: ticket.model_dump(mode="python") for ticket in tickets}
         )
-        inserted = set(result.upserted_ids)
-        existing_ids = [ticket.ticket_id for index, ticket in enumerate(tickets) if index not in inserted]
+        existing_ids = [ticket.ticket_id for ticket in tickets if ticket.ticket_id not in created]
         stored: dict[str, Ticket] = {}
         if existing_ids:
             async for document in self._tickets.find({"_id": {"$in": existing_ids}}):

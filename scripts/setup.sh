@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv with Python 3.11 and installs civicbus with its pinned dependencies (idempotent, quick when done).
+# Java 17, Maven and Go are needed by the embedded Kafka and FerretDB; `civicbus dev up` says clearly if one lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "error: civicbus needs Python 3.11 (found: $("$PYTHON" --version 2>&1))" >&2
+  exit 1
+fi
+
+stamp=.venv/.installed
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  echo "$wanted" > "$stamp"
+fi

@@ -1,0 +1,166 @@
+"""Integration fixtures: the real Kafka broker and MongoDB-wire server (started by the project's own dev stack),
+the four services running in this process on real ports, and a real local webhook receiver.
+
+Each test session gets its own topic prefix and database, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicbus import devstack
+from civicbus.auth import Role, create_key
+from civicbus.kafka import create_topics
+from civicbus.settings import HttpSettings, SETTINGS_BY_SERVICE, ServiceSettings
+from civicbus.webhook_sink import WebhookSink
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    mongo_url: str
+    prefix: str
+    db_name: str
+
+    def settings(self, service: str, **overrides: Any) -> ServiceSettings:
+        return SETTINGS_BY_SERVICE[service](
+            kafka_bootstrap=self.bootstrap,
+            mongo_url=self.mongo_url,
+            mongo_db=self.db_name,
+            topic_prefix=self.prefix,
+            http=HttpSettings(port=_free_port()),
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    started = devstack.up()
+    print("\n".join(started))
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    stack = Stack(devstack.kafka_bootstrap(), devstack.mongo_url(), prefix, f"civicbus_test_{prefix[1:-1]}")
+    asyncio.run(create_topics(stack.bootstrap, stack.prefix))
+    return stack
+
+
+@pytest.fixture(scope="session")
+async def mongo(stack: Stack) -> AsyncIterator[AsyncDatabase]:
+    client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    yield client[stack.db_name]
+    await client.drop_database(stack.db_name)
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def sink() -> AsyncIterator[WebhookSink]:
+    receiver = await WebhookSink().start()
+    os.environ["CIVICBUS_WEBHOOK_BASE"] = receiver.base_url  # read by the sample config's channel URLs
+    yield receiver
+    await receiver.stop()
+
+
+@dataclass
+class RunningService:
+    name: str
+    base_url: str
+    app: Any
+    server: uvicorn.Server
+    task: asyncio.Task
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningService:
+    import importlib
+
+    settings = stack.settings(name, **overrides)
+    app = importlib.import_module(f"services.{name}.app").create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if task.done():
+            task.result()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not start")
+        await asyncio.sleep(0.05)
+    return RunningService(name, f"http://127.0.0.1:{settings.http_port}", app, server, task)
+
+
+@pytest.fixture(scope="session")
+async def services(stack: Stack, sink: WebhookSink, mongo: AsyncDatabase) -> AsyncIterator[dict[str, RunningService]]:
+    running = {}
+    for name in ("intake", "triage", "notify", "reporting"):
+        running[name] = await start_service(stack, name)
+    yield running
+    for service in running.values():
+        await service.stop()
+
+
+@pytest.fixture(scope="session")
+async def api_key(mongo: AsyncDatabase) -> str:
+    return await create_key(mongo, "integration-tests", Role.admin)
+
+
+@pytest.fixture(scope="session")
+async def http(api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15, headers={"X-API-Key": api_key}) as client:
+        yield client
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def read_topic(stack: Stack, topic: str, timeout: float = 5.0) -> list[Any]:
+    """Every record currently on a topic, from the beginning."""
+    consumer = AIOKafkaConsumer(
+        f"{stack.prefix}{topic}", bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    try:
+        records = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            if not batch and records:
+                break
+            for partition_records in batch.values():
+                records.extend(partition_records)
+        return records
+    finally:
+        await consumer.stop()

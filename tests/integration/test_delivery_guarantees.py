@@ -1,0 +1,131 @@
+"""At-least-once delivery made exactly-once in effect: dead letters, redelivery and replays, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from civicbus.events import Complaint, ComplaintReceived, DeadLetter
+from civicbus.kafka import event_headers
+
+from .conftest import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def consumed(service: str, topic: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "civicbus_events_consumed_total", {"service": service, "topic": topic, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def _producer(stack) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    return producer
+
+
+async def _ticket_of(mongo, event_id: str) -> dict | None:
+    return await mongo["ticket_views"].find_one({"source_event_id": event_id})
+
+
+async def test_poison_records_are_dead_lettered_with_the_reason_and_the_partition_moves_on(stack, services, mongo):
+    key = f"upstream-{uuid.uuid4().hex[:6]}".encode()
+    good = ComplaintReceived(source="12345", data=Complaint(content="湖滨路夜市油烟扰民，味道很大"))
+    invalid = {**orjson.loads(good.encode()), "event_id": str(uuid.uuid4()), "data": {"content": ""}}
+    producer = await _producer(stack)
+    try:
+        topic = f"{stack.prefix}civic.events"
+        # Same key, so the same partition, in this order: the valid event must not be held up by the two before it.
+        await producer.send_and_wait(topic, b'{"kind": "complaint.received", "data": {', key=key,
+                                     headers=[("content-type", b"application/json")])
+        await producer.send_and_wait(topic, orjson.dumps(invalid), key=key)
+        await producer.send_and_wait(topic, good.encode(), key=key,
+                                     headers=[(k, v.encode()) for k, v in event_headers(good).items()])
+    finally:
+        await producer.stop()
+
+    ticket = await eventually(lambda: _ticket_of(mongo, good.event_id), what="the valid event's ticket")
+    assert ticket["category"].startswith("environment")
+
+    async def dead_letters() -> list[DeadLetter]:
+        records = await read_topic(stack, "civic.dlq")
+        letters = [DeadLetter.model_validate_json(record.value) for record in records if record.key == key]
+        return letters if len(letters) == 2 else []
+
+    malformed, empty = sorted(await eventually(dead_letters, what="two dead letters"), key=lambda l: l.original_offset)
+    assert malformed.error_kind == "invalid" and "JSON" in malformed.reason
+    assert malformed.original_value.startswith('{"kind": "complaint.received"')
+    assert empty.error_kind == "invalid" and "data.content" in empty.reason
+    assert empty.original_key == key.decode() and empty.service == "triage"
+    assert empty.original_topic == f"{stack.prefix}civic.events"
+
+
+async def test_a_redelivered_incoming_event_makes_no_second_ticket(stack, services, mongo):
+    event = ComplaintReceived(source="12345", data=Complaint(content="永丰路路灯坏了好几天，晚上很黑"))
+    producer = await _producer(stack)
+    try:
+        for _ in range(3):
+            await producer.send_and_wait(f"{stack.prefix}civic.events", event.encode(), key=event.partition_key.encode())
+    finally:
+        await producer.stop()
+    view = await eventually(lambda: _ticket_of(mongo, event.event_id), what="the ticket")
+    await eventually(
+        lambda: asyncio.sleep(0, result=consumed("triage", "civic.events", "duplicate") >= 2),
+        what="triage to see the two redeliveries",
+    )
+    assert await mongo["tickets"].count_documents({"source_event_id": event.event_id}) == 1
+    view = await _ticket_of(mongo, event.event_id)
+    assert len(view["timeline"]) == 1
+
+
+async def test_replaying_the_ticket_topic_changes_no_figure_and_sends_no_message_twice(stack, services, mongo, sink, http):
+    # Let everything earlier tests caused settle, then take a snapshot of every figure.
+    event = ComplaintReceived(source="12345", data=Complaint(content="文昌路学府苑小区物业乱收停车费"))
+    producer = await _producer(stack)
+    await producer.send_and_wait(f"{stack.prefix}civic.events", event.encode(), key=event.partition_key.encode())
+    await eventually(lambda: _ticket_of(mongo, event.event_id), what="the ticket")
+
+    async def quiet() -> bool:
+        before = (await mongo["counters"].find({}, {"applied": 0}).to_list(None), len(sink.received))
+        await asyncio.sleep(1.5)
+        after = (await mongo["counters"].find({}, {"applied": 0}).to_list(None), len(sink.received))
+        return before == after
+
+    await eventually(quiet, what="the pipeline to go quiet")
+    counters_before = sorted((await mongo["counters"].find({}, {"applied": 0}).to_list(None)), key=lambda d: d["_id"])
+    views_before = {d["_id"]: (len(d["timeline"]), len(d["notifications"])) async for d in mongo["ticket_views"].find()}
+    messages_before = len(sink.received)
+
+    records = await read_topic(stack, "civic.tickets")
+    assert records
+    reporting_duplicates = consumed("reporting", "civic.tickets", "duplicate")
+    notify_duplicates = consumed("notify", "civic.tickets", "duplicate")
+    try:
+        for record in records:
+            await producer.send(f"{stack.prefix}civic.tickets", record.value, key=record.key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    await eventually(
+        lambda: asyncio.sleep(0, result=consumed("reporting", "civic.tickets", "duplicate")
+                              >= reporting_duplicates + len(records)),
+        what="reporting to see every replayed event as a duplicate",
+    )
+    await eventually(
+        lambda: asyncio.sleep(0, result=consumed("notify", "civic.tickets", "duplicate")
+                              >= notify_duplicates + len(records)),
+        what="notify to see every replayed event as already sent",
+    )
+    counters_after = sorted((await mongo["counters"].find({}, {"applied": 0}).to_list(None)), key=lambda d: d["_id"])
+    views_after = {d["_id"]: (len(d["timeline"]), len(d["notifications"])) async for d in mongo["ticket_views"].find()}
+    assert counters_after == counters_before
+    assert views_after == views_before
+    assert len(sink.received) == messages_before

@@ -1,0 +1,97 @@
+"""Routing by the tree: matchers, nesting, `continue`, `$area`, defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from civicbus.district import Matcher, Route
+from services.triage.routing import Router, match_routes
+
+
+def labels(**values: str) -> dict[str, str]:
+    return {"kind": "complaint", "source": "12345", "severity": "normal", "area": "", **values}
+
+
+@pytest.mark.parametrize(
+    ("text", "labels_", "expected"),
+    [
+        ('category="safety.fire"', {"category": "safety.fire"}, True),
+        ('category!="safety.fire"', {"category": "safety.fire"}, False),
+        (r'category=~"environment\.(water|sewage)"', {"category": "environment.sewage"}, True),
+        (r'category=~"environment\.(water|sewage)"', {"category": "environment.sewage2"}, False),  # anchored
+        ('area!=""', {"area": ""}, False),
+        ('severity!~"low|normal"', {"severity": "critical"}, True),
+        ('missing="x"', {}, False),
+    ],
+)
+def test_matchers(text, labels_, expected):
+    assert Matcher.parse(text).matches(labels_) is expected
+
+
+def test_invalid_matcher_is_rejected():
+    with pytest.raises(ValueError):
+        Matcher.parse("category ~ safety")
+    with pytest.raises(ValueError):
+        Matcher.parse('category=~"(unclosed"')
+
+
+def test_continue_lets_later_siblings_match_too():
+    tree = Route.model_validate(
+        {
+            "name": "root",
+            "routes": [
+                {"name": "a", "matchers": ['x="1"'], "lead": "u1", "continue": True},
+                {"name": "b", "matchers": ['x="1"'], "lead": "u2"},
+                {"name": "c", "matchers": ['x="1"'], "lead": "u3"},
+            ],
+        }
+    )
+    assert [match.route.name for match in match_routes(tree, {"x": "1"})] == ["a", "b"]
+
+
+def test_nested_route_inherits_from_its_parent():
+    tree = Route.model_validate(
+        {
+            "name": "root",
+            "deadline": "complaint",
+            "routes": [{"name": "p", "matchers": ['x="1"'], "lead": "u1", "routes": [{"name": "c", "matchers": ['y="2"']}]}],
+        }
+    )
+    (match,) = match_routes(tree, {"x": "1", "y": "2"})
+    assert match.names == ["root", "p", "c"]
+    assert match.inherited("lead") == "u1" and match.inherited("deadline") == "complaint"
+
+
+def test_no_match_is_the_root_without_a_lead(district):
+    (assignment,) = Router(district).assign(labels(category="other", category_root="other"))
+    assert assignment.lead_unit == "" and "没有匹配" in assignment.manual_reason
+
+
+def test_area_unit_leads_when_the_event_is_located(district):
+    (assignment,) = Router(district).assign(
+        labels(kind="alarm", category="safety.fire", category_root="safety", area="xixi", alarm_type="smoke")
+    )
+    assert assignment.lead_unit == "xixi"
+    assert "xiaofang" in assignment.assist_units
+
+
+def test_unlocated_alarm_goes_to_the_department(district):
+    (assignment,) = Router(district).assign(
+        labels(kind="alarm", category="safety.fire", category_root="safety", alarm_type="smoke")
+    )
+    assert assignment.lead_unit == "yingji"
+    assert "" not in assignment.assist_units, "an unknown area is not an assisting unit"
+
+
+def test_group_wage_arrears_makes_two_assignments_through_continue(district):
+    assignments = Router(district).assign(
+        labels(category="labor.wage_arrears", category_root="labor", severity="high", area="nantang")
+    )
+    assert [a.lead_unit for a in assignments] == ["pingan", "laobao"]
+    assert assignments[0].deadline_policy == "emergency"
+    assert "nantang" in assignments[0].assist_units
+
+
+def test_leader_defaults_to_the_lead_units_leader(district):
+    (assignment,) = Router(district).assign(labels(category="market.food", category_root="market"))
+    assert assignment.leader == district.units[assignment.lead_unit].leader
