@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -20,10 +21,12 @@ dev_app = typer.Typer(help="The embedded development stack: Kafka (KRaft) and Fe
 topics_app = typer.Typer(help="Kafka topics of the topic registry.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (API 密钥).", no_args_is_help=True)
 config_app = typer.Typer(help="The domain configuration (辖区配置).", no_args_is_help=True)
+routes_app = typer.Typer(help="The routing tree (派单规则).", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+app.add_typer(routes_app, name="routes")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -213,6 +216,69 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
         + ", ".join(f"{count} {kind.value}" for kind, count in kinds.items())
         + f", {len(district.areas)} areas, {len(district.category_by_code)} categories"
     )
+
+
+@routes_app.command("test")
+def routes_test(
+    text: Annotated[str, typer.Option("--text", "-t", help="the event's text (Chinese)")] = "",
+    address: Annotated[str, typer.Option(help="address text")] = "",
+    lat: Annotated[Optional[float], typer.Option(help="latitude")] = None,
+    lon: Annotated[Optional[float], typer.Option(help="longitude")] = None,
+    crs: Annotated[str, typer.Option(help="wgs84, or gcj02 for 高德/腾讯 coordinates")] = "wgs84",
+    kind: Annotated[str, typer.Option(help="complaint, alarm or inspection")] = "complaint",
+    severity: Annotated[str, typer.Option(help="low, normal, high, critical")] = "normal",
+    source: Annotated[str, typer.Option(help="the sending system")] = "12345",
+    upstream_code: Annotated[str, typer.Option(help="a 12345 category code")] = "",
+    alarm_type: Annotated[str, typer.Option(help="for alarms: smoke, gas, water_quality…")] = "",
+    inspection_type: Annotated[str, typer.Option(help="for inspections: 安全生产, 生态环保…")] = "",
+    config: Annotated[Optional[Path], typer.Option(help="configuration folder; default CIVICBUS_CONFIG_DIR")] = None,
+) -> None:
+    """Show what triage would decide for an event — category, area, route, units, deadlines — and why,
+    without running any service (like `amtool config routes test`)."""
+    from pydantic import ValidationError
+
+    from civicbus.district import DistrictConfigError, load_district
+    from civicbus.events import INCOMING_ADAPTER
+    from civicbus.settings import ServiceSettings
+    from services.triage.decide import TriageEngine
+
+    data: dict[str, object] = {"content": text or address or "（无内容）", "address": address, "severity": severity}
+    if lat is not None and lon is not None:
+        data["location"] = {"lat": lat, "lon": lon, "crs": crs}
+    kinds = {
+        "complaint": ("complaint.received", {"upstream_category": upstream_code}),
+        "alarm": ("alarm.raised", {"device_id": "cli", "alarm_type": alarm_type or "unknown"}),
+        "inspection": ("inspection.reported", {"inspection_type": inspection_type or "综合查一次"}),
+    }
+    if kind not in kinds:
+        _fail(f"unknown kind {kind!r}; choose complaint, alarm or inspection")
+    event_kind, extra = kinds[kind]
+    try:
+        district = load_district(config or ServiceSettings().config_dir)
+        event = INCOMING_ADAPTER.validate_python({"kind": event_kind, "source": source, "data": {**data, **extra}})
+    except (DistrictConfigError, ValidationError) as error:
+        _fail(str(error))
+    decision = TriageEngine(district).decide(event)
+    evidence = decision.classification.evidence
+    console.print(f"[bold]类别 category[/]  {district.category_path(decision.classification.code)} "
+                  f"({decision.classification.code}) — {evidence.method}, confidence {evidence.confidence:.2f}"
+                  + (f", keywords {'、'.join(evidence.keywords)}" if evidence.keywords else ""))
+    console.print(f"[bold]属地 area[/]      {decision.located.area.name if decision.located.area else '—'} — "
+                  f"{decision.located.evidence.method}: {decision.located.evidence.detail}")
+    console.print(f"[bold]labels[/]         " + ", ".join(f'{key}="{value}"' for key, value in decision.labels.items()))
+    zone = ZoneInfo(district.timezone)
+    for ticket in decision.tickets:
+        units = lambda ids: "、".join(district.units[unit].name for unit in ids) or "—"  # noqa: E731
+        console.rule(f"工单 {ticket.ticket_id}")
+        console.print(f"route       {' › '.join(ticket.explanation.route_path)}")
+        if ticket.explanation.manual_reason:
+            console.print(f"[yellow]人工派单[/]    {ticket.explanation.manual_reason} → {district.dispatcher.name}")
+        else:
+            leader = district.leaders[ticket.leader]
+            console.print(f"主办 lead    {units([ticket.lead_unit])}\n协办 assist  {units(ticket.assist_units)}\n"
+                          f"分管领导     {leader.name}（{leader.title}）")
+        console.print(f"时限 policy  {ticket.deadline_policy}: 签收 {ticket.sign_for_due.astimezone(zone):%Y-%m-%d %H:%M}, "
+                      f"办结 {ticket.resolve_due.astimezone(zone):%Y-%m-%d %H:%M}")
 
 
 # --------------------------------------------------------------------------- demo

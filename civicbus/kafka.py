@@ -190,8 +190,16 @@ def subscribe_batch(
             log.exception("batch failed; it will be read again", topic=topic_name, records=len(records))
             await asyncio.sleep(settings.consumer.retry_backoff_s)
             raise
-        for item, reason in outcome.failed:
-            log.warning("record dead-lettered", topic=topic_name, event_id=getattr(item.event, "event_id", ""), reason=reason)
+        for letter in dead:
+            log.warning(
+                "record dead-lettered",
+                topic=topic_name,
+                partition=letter.original_partition,
+                offset=letter.original_offset,
+                event_id=letter.original_headers.get("event-id", ""),
+                correlation_id=letter.correlation_id,
+                reason=letter.reason,
+            )
         EVENTS_CONSUMED.labels(service, topic.name, "dead_lettered").inc(len(dead))
         EVENTS_CONSUMED.labels(service, topic.name, "duplicate").inc(outcome.duplicates)
         EVENTS_CONSUMED.labels(service, topic.name, "processed").inc(len(decoded) - len(outcome.failed) - outcome.duplicates)

@@ -36,7 +36,7 @@ class TriageHandler:
             try:
                 decision = self._engine.decide(event)
             except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
-                log.exception("triage failed for an event", event_id=event.event_id)
+                log.exception("triage failed for an event", event_id=event.event_id, correlation_id=event.correlation_id)
                 outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
                 continue
             for ticket in decision.tickets:
