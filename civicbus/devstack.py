@@ -323,7 +323,7 @@ def start_ferretdb() -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     FERRETDB.start(
         [str(binary), f"-listen-addr=127.0.0.1:{PORTS.mongo}", "-handler=sqlite",
-         f"-sqlite-url=file:{data_dir}/", "-log-level=warn"],
+         f"-sqlite-url=file:{data_dir}/?_pragma=synchronous(normal)", "-log-level=warn"],
         cwd=home(),
     )
     _wait("FerretDB", mongo_answers, FERRETDB, 30)

@@ -241,9 +241,22 @@ class Route(Strict):
         return tuple(Matcher.parse(text) for text in self.matchers)
 
 
+class Grouping(Strict):
+    """What counts as the same problem again (合并): alarm storms and repeated complaints (重复件)."""
+
+    alarm_fingerprint: list[Literal["device_id", "alarm_type", "source", "address"]] = Field(
+        default=["device_id", "alarm_type"], min_length=1,
+        description="alarm fields that together identify one alarm; repeats join its open ticket",
+    )
+    repeat_window_hours: float = Field(
+        default=168, gt=0, description="a complaint about the same category and place within this time is a 重复件"
+    )
+
+
 class RoutingFile(Strict):
     version: int
     route: Route
+    grouping: Grouping = Grouping()
 
     @model_validator(mode="after")
     def _root_catches_all(self) -> RoutingFile:

@@ -119,6 +119,7 @@ class EventKind(StrEnum):
     inspection_reported = "inspection.reported"
     ticket_routed = "ticket.routed"
     ticket_manual = "ticket.manual"
+    ticket_grouped = "ticket.grouped"
     notification_delivered = "notification.delivered"
     notification_failed = "notification.failed"
     dead_letter = "dead_letter"
@@ -186,6 +187,10 @@ class TicketState(StrEnum):
     manual = "manual"  # 待人工派单
 
 
+OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual)
+"""States in which a ticket still gathers repeats of its problem (alarm storms, 重复件)."""
+
+
 class CategoryEvidence(Model):
     method: Literal["upstream_code", "alarm_type", "inspection_type", "keywords", "none"]
     keywords: list[str] = Field(default=[], description="the keywords found, with their category")
@@ -209,10 +214,19 @@ class RoutingExplanation(Model):
     manual_reason: str = Field(default="", description="why nobody could be chosen (人工派单原因)")
 
 
+class Repeat(Model):
+    """A complaint linked to an open ticket about the same problem at the same place (重复件)."""
+
+    event_id: str
+    external_id: str = ""
+    at: AwareDatetime
+
+
 class Ticket(Model):
     """A ticket (工单) as it is after a transition."""
 
     ticket_id: str
+    version: int = Field(default=1, ge=1, description="grows with every change; a reader keeps the highest")
     state: TicketState
     event_kind: EventKind = Field(description="what it was made from")
     event_source: str
@@ -236,15 +250,21 @@ class Ticket(Model):
     created_at: AwareDatetime
     caller_phone: str = Field(default="", description="personal data: for the unit's callback only")
     explanation: RoutingExplanation
+    fingerprint: str = Field(default="", description="for alarms: what makes repeats the same alarm")
+    repeat_key: str = Field(default="", description="for complaints: category and place, to find 重复件")
+    event_count: int = Field(default=1, ge=1, description="events gathered into this ticket (alarm storm, 重复件)")
+    last_event_at: AwareDatetime | None = None
+    repeats: list[Repeat] = Field(default=[], description="the complaints linked as 重复件")
 
 
 class TicketEvent(Event):
     """A transition of a ticket (工单流转), keyed by ticket id so one ticket's history stays in order."""
 
-    kind: Literal[EventKind.ticket_routed, EventKind.ticket_manual]
+    kind: Literal[EventKind.ticket_routed, EventKind.ticket_manual, EventKind.ticket_grouped]
     ticket: Ticket
     actor: str = Field(default="system", description="who made the transition")
     note: str = ""
+    events_joined: int = Field(default=0, ge=0, description="for ticket.grouped: events this transition added")
 
     @property
     def partition_key(self) -> str:

@@ -1,23 +1,42 @@
-"""MongoDB access for every service (PyMongo's native async API), and idempotent counters.
+"""MongoDB access for every service (PyMongo's native async API): the write and read patterns civicbus allows.
 
-The same code serves a real MongoDB and the embedded FerretDB v1. FerretDB v1 has no transactions, no TTL
-indexes and few aggregation operators, and it answers an unordered bulk write that hits a duplicate key by
-stopping at the first error. So civicbus uses only single-document atomic updates ($set, $setOnInsert, $inc,
-$push with a filter), unique indexes, and plain queries; figures are counter documents, summed in Python.
+The same code serves a real MongoDB and the embedded FerretDB v1 (SQLite). What FerretDB v1 does decides the
+patterns, and each is also the fast way on a real MongoDB:
+
+- **Look-ups and updates by ``_id`` alone.** FerretDB v1 on SQLite pushes down to the database only a filter that
+  is exactly ``{_id: value}``; any other filter (``$in``, a second field, a guard) reads the whole collection.
+  (The project's FerretDB build adds the ``_id`` index those queries need: see ``deploy/ferretdb/main.go``.)
+- **At most** :data:`WRITE_CHUNK` **operations per write command.** FerretDB v1 keeps a database connection open
+  per operation until the whole command ends, from a pool of 100: a larger command waits for itself forever.
+- **No transactions, no conditional filters:** a write is idempotent by its own operators — ``$setOnInsert``,
+  ``$addToSet``, ``$max``, ``$set`` of the same values — so applying it twice changes nothing.
+- **Upserts through the raw ``update`` command.** When two writers create the same new ``_id`` at once, MongoDB
+  retries the loser itself; FerretDB answers with a duplicate-key error and a reply PyMongo's bulk API cannot
+  read. The command is idempotent, so it is simply sent again.
+- **Figures are counter documents, summed in Python** (FerretDB v1 has few aggregation operators). A count is a
+  set of tokens ``"<event id>:<amount>"`` added with ``$addToSet``: a replayed event adds the same token again,
+  which changes nothing, so no figure is ever counted twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.errors import OperationFailure
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+from pymongo.operations import DeleteOne, UpdateOne
 
 from civicbus.settings import ServiceSettings
+
+WRITE_CHUNK = 50
+T = TypeVar("T")
+DUPLICATE_KEY = 11000
 
 
 def create_mongo(settings: ServiceSettings) -> AsyncMongoClient:
@@ -37,76 +56,108 @@ async def ping(client: AsyncMongoClient) -> None:
     await client.admin.command("ping")
 
 
-DUPLICATE_KEY = 11000
-UPSERT_CHUNK = 1000
+def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+    return (items[start : start + WRITE_CHUNK] for start in range(0, len(items), WRITE_CHUNK))
 
 
-async def insert_missing(
-    collection: AsyncCollection, documents: Mapping[str, Mapping[str, Any]], attempts: int = 5
-) -> set[str]:
-    """Create the documents (by ``_id``) that do not exist yet, leaving existing ones as they are; returns the ids
-    this call created.
+async def bulk_write(
+    collection: AsyncCollection, operations: Sequence[UpdateOne | DeleteOne], *, ordered: bool = True
+) -> int:
+    """Apply updates (by ``_id``, without upsert) in commands of at most WRITE_CHUNK; returns how many changed."""
+    modified = 0
+    for chunk in _chunks(list(operations)):
+        result = await collection.bulk_write(list(chunk), ordered=ordered)
+        modified += result.modified_count + result.deleted_count
+    return modified
 
-    Sent as a raw ``update`` command of ``$setOnInsert`` upserts rather than through ``bulk_write``: when two
-    writers upsert the same new ``_id`` at once, MongoDB retries the loser itself, but FerretDB v1 answers with a
-    duplicate-key error, stops the batch there, and omits the counts PyMongo's bulk API expects. The whole command
-    is idempotent, so it is simply sent again.
-    """
+
+@dataclass(frozen=True)
+class UpsertResult:
+    created: set[str]
+    modified: int
+
+    @property
+    def changed(self) -> int:
+        return len(self.created) + self.modified
+
+
+async def upsert_by_id(
+    collection: AsyncCollection, updates: Mapping[str, Mapping[str, Any]], attempts: int = 5
+) -> UpsertResult:
+    """Apply an idempotent update to each ``_id``, creating documents that do not exist yet."""
     created: set[str] = set()
-    items = list(documents.items())
-    for start in range(0, len(items), UPSERT_CHUNK):
-        chunk = items[start : start + UPSERT_CHUNK]
+    modified = 0
+    for chunk in _chunks(list(updates.items())):
         command = {
             "update": collection.name,
             "ordered": False,
-            "updates": [
-                {"q": {"_id": doc_id}, "u": {"$setOnInsert": dict(on_insert)}, "upsert": True}
-                for doc_id, on_insert in chunk
-            ],
+            "updates": [{"q": {"_id": doc_id}, "u": dict(update), "upsert": True} for doc_id, update in chunk],
         }
         for attempt in range(1, attempts + 1):
             reply = await collection.database.command(command)
-            created.update(str(item["_id"]) for item in reply.get("upserted", []))
             errors = reply.get("writeErrors", [])
             if not errors:
+                created.update(str(item["_id"]) for item in reply.get("upserted", []))
+                modified += int(reply.get("nModified", 0))
                 break
             if any(error.get("code") != DUPLICATE_KEY for error in errors) or attempt == attempts:
                 raise OperationFailure(f"upsert into {collection.name} failed: {errors[:3]}", details=reply)
-    return created
+            # A concurrent writer created one of the documents: send the (idempotent) command again. What the
+            # failed attempt created counts as existing then, which only ever under-reports "created".
+    return UpsertResult(created, modified)
+
+
+async def insert_missing(collection: AsyncCollection, documents: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Create the documents (by ``_id``) that do not exist yet, leaving existing ones as they are; returns the ids
+    this call created."""
+    result = await upsert_by_id(collection, {doc_id: {"$setOnInsert": dict(doc)} for doc_id, doc in documents.items()})
+    return result.created
+
+
+async def find_by_ids(
+    collection: AsyncCollection, ids: Iterable[str], projection: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Documents by ``_id``, one pushed-down look-up each, WRITE_CHUNK at a time (``$in`` would scan)."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(wanted):
+        documents = await asyncio.gather(*(collection.find_one({"_id": doc_id}, projection) for doc_id in chunk))
+        found.update((doc_id, document) for doc_id, document in zip(chunk, documents, strict=True) if document)
+    return found
+
+
+# --------------------------------------------------------------------------- idempotent counters
 
 
 @dataclass(frozen=True)
 class Increment:
-    """Add ``amounts`` to the document ``doc_id`` once for ``token`` (an event id), however often it is applied."""
+    """Add ``amounts`` to the counter document ``doc_id`` once for ``token`` (an event id), however often applied."""
 
     doc_id: str
     token: str
-    amounts: Mapping[str, int | float]
+    amounts: Mapping[str, int]
     on_insert: Mapping[str, Any] = field(default_factory=dict)
 
 
 async def apply_increments(collection: AsyncCollection, increments: Iterable[Increment]) -> int:
-    """Apply increments idempotently in two bulk writes; returns how many were new.
-
-    Each counter document keeps the tokens already applied (``applied``); the ``$inc`` and the ``$push`` of the
-    token happen in one single-document update whose filter excludes documents that have the token, so a replayed
-    event matches nothing. This needs no transaction, which FerretDB v1 lacks, and is safe on a real MongoDB too.
-    """
-    increments = list(increments)
-    if not increments:
-        return 0
-    documents: dict[str, Mapping[str, Any]] = {}
+    """Add the increments' tokens to their counter documents; returns how many documents changed."""
+    tokens: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    on_insert: dict[str, Mapping[str, Any]] = {}
     for increment in increments:
-        documents.setdefault(increment.doc_id, {**increment.on_insert, "applied": []})
-    await insert_missing(collection, documents)
-    result = await collection.bulk_write(
-        [
-            UpdateOne(
-                {"_id": increment.doc_id, "applied": {"$ne": increment.token}},
-                {"$inc": dict(increment.amounts), "$push": {"applied": increment.token}},
-            )
-            for increment in increments
-        ],
-        ordered=True,  # one document may get several increments of one batch; apply them in order
-    )
-    return result.modified_count
+        on_insert.setdefault(increment.doc_id, increment.on_insert)
+        for name, amount in increment.amounts.items():
+            if amount:
+                tokens[increment.doc_id][name].append(f"{increment.token}:{amount}")
+    updates = {
+        doc_id: {
+            "$setOnInsert": dict(on_insert[doc_id]),
+            "$addToSet": {name: {"$each": values} for name, values in fields.items()},
+        }
+        for doc_id, fields in tokens.items()
+    }
+    return (await upsert_by_id(collection, updates)).changed if updates else 0
+
+
+def counter_value(document: Mapping[str, Any], name: str) -> int:
+    """The figure a counter document holds under ``name``: the sum of its tokens' amounts."""
+    return sum(int(token.rsplit(":", 1)[1]) for token in document.get(name, ()))

@@ -24,13 +24,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     )
     pipeline = DeliveryPipeline(runtime.db, settings, client)
 
-    async def ensure_indexes(_: Runtime) -> None:
-        await pipeline.ensure_indexes()
-
     async def close_client(_: Runtime) -> None:
         await client.aclose()
 
-    runtime.on_start.append(ensure_indexes)
     runtime.on_stop.append(close_client)
     handler = NotifyHandler(runtime.district, pipeline, runtime.publisher)
     subscribe_batch(runtime.broker, settings, TICKETS, "notify", handler, runtime.publisher)

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pymongo import ASCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.district import Channel
 from civicbus.events import EventKind, NotificationResult, TicketEvent, derived_event_id
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
-from civicbus.mongo import insert_missing
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing
 from civicbus.settings import NotifySettings
 
 from .channels.webhook import DeliveryError, send_webhook
@@ -53,9 +53,6 @@ class DeliveryPipeline:
         self._client = client
         self._slots = asyncio.Semaphore(settings.concurrency)
 
-    async def ensure_indexes(self) -> None:
-        await self._collection.create_index([("ticket_id", ASCENDING)])
-
     async def run(self, deliveries: Sequence[Delivery]) -> tuple[list[NotificationResult], set[str]]:
         """Deliver what has not been delivered; returns the results to publish and the keys skipped as done."""
         if not deliveries:
@@ -68,7 +65,7 @@ class DeliveryPipeline:
 
     async def _claim(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         now = datetime.now(UTC)
-        await insert_missing(
+        created = await insert_missing(
             self._collection,
             {
                 delivery.key: {
@@ -86,13 +83,11 @@ class DeliveryPipeline:
                 for delivery in deliveries
             },
         )
-        finished = {
-            document["_id"]
-            async for document in self._collection.find(
-                {"_id": {"$in": [delivery.key for delivery in deliveries]}, "status": {"$in": list(FINAL_STATES)}},
-                projection={"_id": 1},
-            )
-        }
+        # Only a key that existed already (a redelivered transition) may have been sent: look those up.
+        earlier = await find_by_ids(
+            self._collection, [delivery.key for delivery in deliveries if delivery.key not in created], {"status": 1}
+        )
+        finished = {key for key, document in earlier.items() if document["status"] in FINAL_STATES}
         for delivery in deliveries:
             if delivery.key in finished:
                 NOTIFICATIONS.labels(delivery.channel.type, "duplicate").inc()
@@ -130,7 +125,8 @@ class DeliveryPipeline:
     async def _record(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        await self._collection.bulk_write(
+        await bulk_write(
+            self._collection,
             [
                 UpdateOne(
                     {"_id": delivery.key},
@@ -141,7 +137,6 @@ class DeliveryPipeline:
                 )
                 for delivery in deliveries
             ],
-            ordered=False,
         )
 
     @staticmethod

@@ -16,7 +16,9 @@ def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
     ticket = event.ticket
     if event.kind is EventKind.ticket_manual:
         return [(district.dispatcher.id, "dispatcher")]
-    return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
+    if event.kind is EventKind.ticket_routed:
+        return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
+    return []  # ticket.grouped: the unit already has the ticket; repeats show on it, not as more messages
 
 
 class NotifyHandler:

@@ -1,22 +1,24 @@
 """Read models (读模型), kept current idempotently from ``civic.tickets`` and ``civic.notifications``.
 
 ``ticket_views``: each ticket as it is now, with its timeline and its notifications. ``counters``: one document
-per scope (district, unit, area, category) and day, holding counts. Each event is applied to a document at most
-once: the update that applies it also records its id in the document, in one atomic single-document write (see
-:func:`civicbus.mongo.apply_increments`), so a replayed event changes nothing and no figure is counted twice.
+per scope (district, unit, area, category) and day, holding counts as sets of event tokens. Every write is
+idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry and its
+counter tokens; see civicbus.mongo), so a replayed event changes nothing and no figure is counted twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, NotificationResult, TicketEvent
-from civicbus.mongo import Increment, apply_increments, insert_missing
+from civicbus.mongo import Increment, apply_increments, find_by_ids, upsert_by_id
 
 TICKET_VIEWS = "ticket_views"
 COUNTERS = "counters"
@@ -38,6 +40,11 @@ def _increment(scope: str, key: str, day: str, token: str, **amounts: int) -> In
 def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
     ticket = event.ticket
     token = event.event_id
+    if event.kind is EventKind.ticket_grouped:
+        increments = [_increment("district", "all", day, token, repeats=event.events_joined)]
+        if ticket.lead_unit:
+            increments.append(_increment("unit", ticket.lead_unit, day, token, repeats=event.events_joined))
+        return increments if event.events_joined else []
     increments = [_increment("district", "all", day, token, created=1)]
     if event.kind is EventKind.ticket_manual:
         increments.append(_increment("district", "all", day, token, manual=1))
@@ -62,6 +69,7 @@ class Projections:
         self._zone = ZoneInfo(timezone)
 
     async def ensure_indexes(self) -> None:
+        # For the API's filtered lists on a real MongoDB (FerretDB v1 keeps them but filters by scanning).
         await self._views.create_index([("lead_unit", ASCENDING), ("created_at", DESCENDING)])
         await self._views.create_index([("area", ASCENDING), ("created_at", DESCENDING)])
         await self._views.create_index([("state", ASCENDING)])
@@ -70,29 +78,28 @@ class Projections:
     def day(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).date().isoformat()
 
-    async def _apply_to_views(self, updates: Sequence[tuple[str, str, dict, dict]]) -> int:
-        """(ticket id, event id, $set, $push) each applied once: the filter skips a view that has the event."""
-        if not updates:
-            return 0
-        empty_view = {"applied": [], "timeline": [], "notifications": []}
-        await insert_missing(self._views, {ticket_id: empty_view for ticket_id, *_ in updates})
-        result = await self._views.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": ticket_id, "applied": {"$ne": event_id}},
-                    {"$set": fields, "$push": {"applied": event_id, **push}} if fields else
-                    {"$push": {"applied": event_id, **push}},
-                )
-                for ticket_id, event_id, fields, push in updates
-            ],
-            ordered=True,  # one ticket's events of one batch apply in their Kafka order
-        )
-        return result.modified_count
+    async def _apply_to_views(self, updates: dict[str, list[dict[str, Any]]]) -> int:
+        """Apply each ticket's updates (idempotent: $set of the snapshot, $addToSet of entries); returns how many
+        changed anything — a replayed event changes nothing."""
+        changed = 0
+        # One round per position, so one ticket's updates of one batch apply in their Kafka order.
+        for position in range(max((len(items) for items in updates.values()), default=0)):
+            round_ = {ticket_id: items[position] for ticket_id, items in updates.items() if len(items) > position}
+            changed += (await upsert_by_id(self._views, round_)).changed
+        return changed
 
     async def apply_ticket_events(self, events: Iterable[TicketEvent]) -> int:
         events = list(events)
-        updates = []
+        updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
+        # The view keeps the newest snapshot: an older one (a replayed event) adds its timeline entry, if missing,
+        # but does not overwrite. One reader per ticket (events are keyed by ticket), so read-then-write is safe.
+        versions = {
+            ticket_id: view.get("version", 0)
+            for ticket_id, view in (
+                await find_by_ids(self._views, {event.ticket.ticket_id for event in events}, {"version": 1})
+            ).items()
+        }
         for event in events:
             ticket = event.ticket
             entry = {
@@ -103,16 +110,22 @@ class Projections:
                 "actor": event.actor,
                 "note": event.note,
             }
-            fields = {**ticket.model_dump(mode="python"), "updated_at": event.occurred_at}
-            updates.append((ticket.ticket_id, event.event_id, fields, {"timeline": entry}))
+            update: dict[str, Any] = {}
+            if ticket.version >= versions.get(ticket.ticket_id, 0):
+                versions[ticket.ticket_id] = ticket.version
+                update["$set"] = {**ticket.model_dump(mode="python"), "updated_at": event.occurred_at}
+            # Grouping changes counts, not the ticket's course: it updates the view but is no step of the timeline.
+            if event.kind is not EventKind.ticket_grouped:
+                update["$addToSet"] = {"timeline": entry}
+            if update:
+                updates[ticket.ticket_id].append(update)
             increments.extend(ticket_increments(event, self.day(event.occurred_at)))
         applied = await self._apply_to_views(updates)
         await apply_increments(self._counters, increments)
         return applied
 
     async def apply_notifications(self, results: Iterable[NotificationResult]) -> int:
-        results = list(results)
-        updates = []
+        updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
         for result in results:
             entry = {
@@ -124,7 +137,7 @@ class Projections:
                 "error": result.error,
                 "at": result.occurred_at,
             }
-            updates.append((result.ticket_id, result.event_id, {}, {"notifications": entry}))
+            updates[result.ticket_id].append({"$addToSet": {"notifications": entry}})
             increments.extend(notification_increments(result, self.day(result.occurred_at)))
         applied = await self._apply_to_views(updates)
         await apply_increments(self._counters, increments)

@@ -9,10 +9,12 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicbus.mongo import counter_value
+
 from .projections import COUNTERS, TICKET_VIEWS
 
-HIDDEN_FIELDS = {"_id": 0, "applied": 0}
-COUNT_FIELDS = ("created", "manual", "routed", "assisted", "notified", "notify_failed")
+HIDDEN_FIELDS = {"_id": 0}
+COUNT_FIELDS = ("created", "manual", "routed", "assisted", "repeats", "notified", "notify_failed")
 
 
 class ReportingQueries:
@@ -45,8 +47,8 @@ class ReportingQueries:
         if days:
             query["day"] = days
         totals: dict[str, Counter] = {}
-        async for document in self._counters.find(query, projection={"applied": 0}):
+        async for document in self._counters.find(query):
             counts = totals.setdefault(document["key"], Counter())
             for field in COUNT_FIELDS:
-                counts[field] += document.get(field, 0)
+                counts[field] += counter_value(document, field)
         return totals

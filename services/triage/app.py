@@ -17,11 +17,6 @@ from .store import TicketStore
 def create_app(settings: TriageSettings | None = None) -> FastAPI:
     runtime = Runtime.build(settings or TriageSettings())
     store = TicketStore(runtime.db)
-
-    async def ensure_indexes(_: Runtime) -> None:
-        await store.ensure_indexes()
-
-    runtime.on_start.append(ensure_indexes)
     handler = TriageHandler(TriageEngine(runtime.district), store, runtime.publisher)
     subscribe_batch(runtime.broker, runtime.settings, EVENTS, "triage", handler, runtime.publisher)
     return service_app(

@@ -49,6 +49,12 @@ class TriageEngine:
         self.router = Router(district)
         self.calendar = WorkingCalendar(district.deadlines, district.timezone)
 
+    def fingerprint(self, event: Event) -> str:
+        """The configured fields of an alarm, joined: repeats with the same fingerprint are one ticket."""
+        fields = self.district.routing.grouping.alarm_fingerprint
+        values = {"source": event.source, **event.data.model_dump(include=set(fields))}  # type: ignore[attr-defined]
+        return "|".join(str(values[name]) for name in fields)
+
     def classify(self, event: Event) -> Classification:
         data = event.data  # type: ignore[attr-defined]
         return self.classifier.classify(
@@ -144,6 +150,9 @@ class TriageEngine:
             resolve_due=resolve_due,
             created_at=created_at,
             caller_phone=getattr(data, "caller_phone", ""),
+            fingerprint=self.fingerprint(event) if isinstance(data, Alarm) else "",
+            repeat_key=f"{classification.code}|{located.place}" if isinstance(data, Complaint) and located.place else "",
+            last_event_at=event.occurred_at,
             explanation=RoutingExplanation(
                 route_path=assignment.match.names,
                 matched=[str(matcher) for matcher in assignment.match.route.parsed_matchers],

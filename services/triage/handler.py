@@ -1,68 +1,258 @@
-"""Triage's Kafka handler: a batch of incoming events in, tickets stored in bulk, lifecycle events out."""
+"""Triage's Kafka handler: a batch of incoming events in, tickets stored and grouped in bulk, lifecycle events out.
+
+Per batch: one round of look-ups of the open tickets of the batch's groups (alarm fingerprints, complaint category
+and place), the writes of new tickets, alarm joins and 重复件 links, a read-back of the grouped tickets, and one
+publish — a handful of round trips per batch, not per event. An alarm that
+joins an open ticket is not classified or located again, so a storm costs little per alarm.
+"""
 
 from __future__ import annotations
 
-from civicbus.events import EventKind, TicketEvent, TicketState, derived_event_id
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from civicbus.events import (
+    AlarmRaised,
+    EventKind,
+    Repeat,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    derived_event_id,
+)
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
 from civicbus.logs import get_logger
 from civicbus.metrics import TICKETS_ROUTED
 from civicbus.topics import TICKETS
 
 from .decide import TriageEngine
-from .store import TicketStore
+from .store import AlarmJoin, StoredTicket, TicketStore, alarm_group, repeat_group
 
 log = get_logger(__name__)
 
 TRANSITION_BY_STATE = {TicketState.routed: EventKind.ticket_routed, TicketState.manual: EventKind.ticket_manual}
 
 
+@dataclass
+class _NewTicket:
+    """A ticket made in this batch. Later events of the batch join it after it is stored, as they would join a
+    stored one, so the creation event always carries the first event alone and every join is counted once."""
+
+    ticket: Ticket
+    source: Consumed
+    offsets: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    new: list[_NewTicket] = field(default_factory=list)
+    new_by_group: dict[str, _NewTicket] = field(default_factory=dict)
+    alarm_joins: dict[str, AlarmJoin] = field(default_factory=dict)
+    repeats: list[tuple[str, Repeat]] = field(default_factory=list)
+    joined: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    republish_created: set[str] = field(default_factory=set)
+    republish_grouped: set[str] = field(default_factory=set)
+    correlation: dict[str, str] = field(default_factory=dict)
+
+
 class TriageHandler:
     def __init__(self, engine: TriageEngine, store: TicketStore, publisher: Publisher) -> None:
-        self._engine = engine
+        self.engine = engine
         self._store = store
         self._publisher = publisher
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
-        seen: set[str] = set()
-        tickets = []
-        sources = {}
+        unique: dict[str, Consumed] = {}
         for item in batch:
-            event = item.event
-            if event.event_id in seen:
+            if item.event.event_id in unique:
                 outcome.duplicates += 1
-                continue
-            seen.add(event.event_id)
+            else:
+                unique[item.event.event_id] = item
+        items = list(unique.values())
+
+        fingerprints = {
+            item.event.event_id: self.engine.fingerprint(item.event)
+            for item in items
+            if isinstance(item.event, AlarmRaised)
+        }
+        decisions = {}
+        for item in items:
+            if item.event.event_id in fingerprints:
+                continue  # alarms are decided only if they open a ticket
             try:
-                decision = self._engine.decide(event)
+                decisions[item.event.event_id] = self.engine.decide(item.event).tickets
             except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
-                log.exception("triage failed for an event", event_id=event.event_id, correlation_id=event.correlation_id)
+                log.exception("triage failed for an event", event_id=item.event.event_id,
+                              correlation_id=item.event.correlation_id)
                 outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
-                continue
-            for ticket in decision.tickets:
-                tickets.append(ticket)
-                sources[ticket.ticket_id] = event
-        stored, existing = await self._store.create(tickets)
-        outcome.duplicates += len(existing)
-        lifecycle = []
-        for ticket in stored:
-            event = sources[ticket.ticket_id]
-            transition = TRANSITION_BY_STATE[ticket.state]
-            lifecycle.append(
-                TicketEvent(
-                    # Derived, not random: a redelivered event republishes the same lifecycle event, which
-                    # notify and reporting recognise by its id.
-                    event_id=derived_event_id(ticket.ticket_id, transition),
-                    kind=transition,
-                    source="civicbus.triage",
-                    occurred_at=ticket.created_at,
-                    correlation_id=event.correlation_id,
-                    ticket=ticket,
-                    note=ticket.explanation.manual_reason,
-                )
-            )
+        window = timedelta(hours=self.engine.district.routing.grouping.repeat_window_hours)
+        repeat_keys = {event_id: tickets[0].repeat_key for event_id, tickets in decisions.items() if tickets[0].repeat_key}
+        open_groups = await self._store.open_tickets_of(
+            [alarm_group(fingerprint) for fingerprint in fingerprints.values()]
+            + [repeat_group(key) for key in repeat_keys.values()]
+        )
+
+        plan = _Plan()
+        for item in items:
+            event = item.event
+            if event.event_id in fingerprints:
+                fingerprint = fingerprints[event.event_id]
+                self._plan_alarm(plan, item, fingerprint, open_groups.get(alarm_group(fingerprint)), outcome)
+            elif event.event_id in decisions:
+                stored = open_groups.get(repeat_group(repeat_keys.get(event.event_id, "")))
+                if stored and stored.ticket.created_at < event.recorded_at - window:
+                    stored = None  # an old problem: this complaint starts a new ticket
+                self._plan_event(plan, item, decisions[event.event_id], stored, outcome)
+
+        new_tickets = [entry.ticket for entry in plan.new]
+        stored_new, existing = await self._store.create(
+            new_tickets, {entry.ticket.ticket_id: entry.offsets for entry in plan.new if entry.offsets}
+        )
+        # A "new" ticket that existed already was made by a redelivery of this batch: its joins were applied then.
+        await self._store.join_alarms([join for join in plan.alarm_joins.values() if join.ticket_id not in existing])
+        await self._store.join_repeats([(ticket_id, repeat) for ticket_id, repeat in plan.repeats
+                                        if ticket_id not in existing])
+        touched = {*plan.joined, *plan.republish_created, *plan.republish_grouped} - existing
+        snapshots = await self._store.get_many(touched)
+
+        lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new]
+        for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):
+            if ticket_id in snapshots:
+                lifecycle.append(self._created(snapshots[ticket_id].ticket, plan.correlation[ticket_id]))
+        for ticket_id in sorted(set(plan.joined) | plan.republish_grouped):
+            if ticket_id in snapshots:
+                lifecycle.append(self._grouped(snapshots[ticket_id], plan.joined.get(ticket_id, 0),
+                                               plan.correlation[ticket_id]))
         await self._publisher.publish(TICKETS, lifecycle)
-        for ticket in stored:
+
+        for ticket in stored_new:
             if ticket.ticket_id not in existing:
                 TICKETS_ROUTED.labels(str(ticket.state)).inc()
+        outcome.duplicates += len(existing)
         return outcome
+
+    # ----------------------------------------------------------------------- planning, one event at a time
+
+    def _plan_alarm(
+        self, plan: _Plan, item: Consumed, fingerprint: str, stored: StoredTicket | None, outcome: BatchOutcome
+    ) -> None:
+        event, record = item.event, item.record
+        partition = str(record.partition)
+        if stored is not None:
+            ticket_id = stored.ticket.ticket_id
+            plan.correlation.setdefault(ticket_id, event.correlation_id)
+            if stored.holds(event.event_id):
+                plan.republish_created.add(ticket_id)  # the ticket's own first alarm, redelivered
+                outcome.duplicates += 1
+            elif record.offset <= stored.group_offsets.get(partition, -1):
+                plan.republish_grouped.add(ticket_id)  # joined before: redelivered
+                outcome.duplicates += 1
+            else:
+                self._join_alarm(plan, item, ticket_id, stored.recent_event_ids)
+            return
+        group = f"alarm:{fingerprint}"
+        if group in plan.new_by_group:
+            ticket = plan.new_by_group[group].ticket
+            self._join_alarm(plan, item, ticket.ticket_id, [ticket.source_event_id])
+            return
+        try:
+            tickets = self.engine.decide(event).tickets
+        except Exception as error:
+            log.exception("triage failed for an alarm", event_id=event.event_id, correlation_id=event.correlation_id)
+            outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
+            return
+        entries = self._add_new(plan, item, tickets)
+        entries[0].offsets[partition] = record.offset
+        plan.new_by_group[group] = entries[0]
+
+    @staticmethod
+    def _join_alarm(plan: _Plan, item: Consumed, ticket_id: str, remembered: list[str]) -> None:
+        record = item.record
+        join = plan.alarm_joins.setdefault(ticket_id, AlarmJoin(ticket_id, list(remembered)))
+        if item.event.event_id in join.recent:
+            return  # the same alarm twice in one batch
+        join.recent.append(item.event.event_id)
+        join.count += 1
+        partition = str(record.partition)
+        join.offsets[partition] = max(join.offsets.get(partition, -1), record.offset)
+        join.last_at = max(filter(None, (join.last_at, item.event.occurred_at)))
+        plan.joined[ticket_id] += 1
+        plan.correlation.setdefault(ticket_id, item.event.correlation_id)
+
+    def _plan_event(
+        self, plan: _Plan, item: Consumed, tickets: list[Ticket], stored: StoredTicket | None, outcome: BatchOutcome
+    ) -> None:
+        event = item.event
+        repeat_key = tickets[0].repeat_key
+        if stored is not None:
+            ticket_id = stored.ticket.ticket_id
+            plan.correlation.setdefault(ticket_id, event.correlation_id)
+            if event.event_id == stored.ticket.source_event_id:
+                plan.republish_created.add(ticket_id)
+                outcome.duplicates += 1
+            elif stored.holds(event.event_id):
+                plan.republish_grouped.add(ticket_id)
+                outcome.duplicates += 1
+            else:
+                plan.repeats.append((ticket_id, self._repeat(item)))
+                plan.joined[ticket_id] += 1
+            return
+        group = f"repeat:{repeat_key}"
+        if repeat_key and group in plan.new_by_group:
+            ticket_id = plan.new_by_group[group].ticket.ticket_id
+            plan.repeats.append((ticket_id, self._repeat(item)))
+            plan.joined[ticket_id] += 1
+            return
+        entries = self._add_new(plan, item, tickets)
+        if repeat_key:
+            plan.new_by_group[group] = entries[0]
+
+    @staticmethod
+    def _repeat(item: Consumed) -> Repeat:
+        data = item.event.data
+        return Repeat(event_id=item.event.event_id, external_id=getattr(data, "external_id", ""),
+                      at=item.event.occurred_at)
+
+    @staticmethod
+    def _add_new(plan: _Plan, item: Consumed, tickets: list[Ticket]) -> list[_NewTicket]:
+        entries = [_NewTicket(ticket, item) for ticket in tickets]
+        plan.new.extend(entries)
+        for ticket in tickets:
+            plan.correlation[ticket.ticket_id] = item.event.correlation_id
+        return entries
+
+    # ----------------------------------------------------------------------- lifecycle events
+
+    @staticmethod
+    def _created(ticket: Ticket, correlation_id: str) -> TicketEvent:
+        transition = TRANSITION_BY_STATE[ticket.state]
+        return TicketEvent(
+            # Derived, not random: a redelivered event republishes the same lifecycle event, which notify and
+            # reporting recognise by its id.
+            event_id=derived_event_id(ticket.ticket_id, transition),
+            kind=transition,
+            source="civicbus.triage",
+            occurred_at=ticket.created_at,
+            correlation_id=correlation_id,
+            ticket=ticket,
+            note=ticket.explanation.manual_reason,
+        )
+
+    @staticmethod
+    def _grouped(stored: StoredTicket, joined: int, correlation_id: str) -> TicketEvent:
+        ticket = stored.ticket
+        # The id names the state reached (offsets, repeats), so republishing the same state is recognised.
+        state = ",".join(f"{partition}:{offset}" for partition, offset in sorted(stored.group_offsets.items()))
+        return TicketEvent(
+            event_id=derived_event_id(ticket.ticket_id, EventKind.ticket_grouped, state, str(ticket.event_count)),
+            kind=EventKind.ticket_grouped,
+            source="civicbus.triage",
+            occurred_at=ticket.last_event_at or ticket.created_at,
+            correlation_id=correlation_id,
+            ticket=ticket,
+            note=f"合并 {joined} 条重复事件，累计 {ticket.event_count} 条",
+            events_joined=joined,
+        )
+

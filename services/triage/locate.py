@@ -24,6 +24,9 @@ from civicbus.events import CoordinateSystem, Location, LocationEvidence
 class Located:
     area: Area | None
     evidence: LocationEvidence
+    place: str = ""
+    """The place at the finest grain known: the area and the 小区/road/landmark named, or a ~100 m grid cell.
+    Two complaints with the same place (and category) are about the same problem."""
 
 
 def to_wgs84(location: Location) -> tuple[float, float]:
@@ -53,14 +56,22 @@ class Locator:
                 if self._prepared[index].covers(point):
                     area = self._areas[index]
                     crs = "GCJ-02→WGS84 " if location.crs is CoordinateSystem.gcj02 else ""
+                    # Three decimals of a degree: a cell of about 100 m by 100 m at these latitudes.
                     return Located(
-                        area, LocationEvidence(method="polygon", detail=f"{crs}({lon:.6f}, {lat:.6f}) 位于 {area.name}")
+                        area,
+                        LocationEvidence(method="polygon", detail=f"{crs}({lon:.6f}, {lat:.6f}) 位于 {area.name}"),
+                        place=f"{area.unit.id}@{lat:.3f},{lon:.3f}",
                     )
         for where in (address, text):
             match = self._longest_name(where)
             if match is not None:
                 name, area = match
-                return Located(area, LocationEvidence(method="address", detail=f"地址含“{name}” → {area.name}"))
+                return Located(
+                    area,
+                    LocationEvidence(method="address", detail=f"地址含“{name}” → {area.name}"),
+                    # A bare village/community name says only "somewhere in the area": no place to group by.
+                    place="" if name in (area.name, area.unit.name) else f"{area.unit.id}/{name}",
+                )
         detail = "坐标不在辖区内，地址未匹配" if location is not None else "无坐标，地址未匹配"
         return Located(None, LocationEvidence(method="none", detail=detail))
 

@@ -1,48 +1,186 @@
-"""Triage's tickets in MongoDB: the writer's copy of every ticket (collection ``tickets``)."""
+"""Triage's tickets in MongoDB: the writer's copy of every ticket (``tickets``) and the index of open problems
+(``ticket_groups``: an alarm fingerprint or a complaint's category and place → the ticket gathering it).
+
+Every access is by ``_id`` (see civicbus.mongo). Grouping writes are safe without transactions because each group
+has one writer: an alarm fingerprint's events share a Kafka partition, so one triage consumer owns them, and the
+update that joins alarms to a ticket also records the partition's offset it reached (``group_offsets``) in the
+same document, so a batch read again after a crash skips what it already joined.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import Ticket
-from civicbus.mongo import insert_missing
+from civicbus.events import OPEN_STATES, Repeat, Ticket
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 
 TICKETS_COLLECTION = "tickets"
+GROUPS_COLLECTION = "ticket_groups"
+INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids")
+RECENT_ALARM_IDS = 1000
+"""How many of the latest alarm ids an alarm ticket remembers: the same alarm sent again by its platform (a retry
+with the same id, at a new offset) within that many repeats is recognised. Older repeats are only counted."""
+
+
+@dataclass
+class StoredTicket:
+    ticket: Ticket
+    group_offsets: dict[str, int] = field(default_factory=dict)
+    repeat_event_ids: set[str] = field(default_factory=set)
+    recent_event_ids: list[str] = field(default_factory=list)
+
+    def holds(self, event_id: str) -> bool:
+        """Whether this event made or already joined the ticket."""
+        return (
+            event_id == self.ticket.source_event_id
+            or event_id in self.repeat_event_ids
+            or event_id in self.recent_event_ids
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.ticket.state in OPEN_STATES
+
+
+@dataclass
+class AlarmJoin:
+    """Alarms joining one open ticket in one batch."""
+
+    ticket_id: str
+    recent: list[str]  # the ticket's remembered alarm ids, to which this batch's are added
+    offsets: dict[str, int] = field(default_factory=dict)  # partition → highest offset joined
+    count: int = 0
+    last_at: datetime | None = None
+
+
+def _stored(document: dict[str, Any]) -> StoredTicket:
+    return StoredTicket(
+        Ticket.model_validate({key: value for key, value in document.items() if key not in INTERNAL_FIELDS}),
+        {partition: int(offset) for partition, offset in document.get("group_offsets", {}).items()},
+        set(document.get("repeat_event_ids", [])),
+        list(document.get("recent_event_ids", [])),
+    )
+
+
+def alarm_group(fingerprint: str) -> str:
+    return f"alarm|{fingerprint}"
+
+
+def repeat_group(repeat_key: str) -> str:
+    return f"repeat|{repeat_key}"
 
 
 class TicketStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._tickets = db[TICKETS_COLLECTION]
+        self._groups = db[GROUPS_COLLECTION]
 
-    async def ensure_indexes(self) -> None:
-        await self._tickets.create_index([("source_event_id", ASCENDING)])
-        await self._tickets.create_index([("state", ASCENDING), ("lead_unit", ASCENDING)])
-
-    async def create(self, tickets: Sequence[Ticket]) -> tuple[list[Ticket], set[str]]:
-        """Insert the tickets that do not exist yet, in one bulk write.
+    async def create(
+        self, tickets: Sequence[Ticket], group_offsets: dict[str, dict[str, int]] | None = None
+    ) -> tuple[list[Ticket], set[str]]:
+        """Insert the tickets that do not exist yet and point their groups at them.
 
         Returns every ticket as stored — for one that existed already (a redelivered event), the stored version,
-        so what is published again is what was published first — and how many existed.
+        so what is published again is what was published first — and the ids of those that existed.
         """
         if not tickets:
             return [], set()
+        offsets = group_offsets or {}
         created = await insert_missing(
-            self._tickets, {ticket.ticket_id: ticket.model_dump(mode="python") for ticket in tickets}
+            self._tickets,
+            {
+                ticket.ticket_id: {
+                    **ticket.model_dump(mode="python"),
+                    "group_offsets": offsets.get(ticket.ticket_id, {}),
+                    "repeat_event_ids": [],
+                    "recent_event_ids": [ticket.source_event_id] if ticket.fingerprint else [],
+                }
+                for ticket in tickets
+            },
         )
+        groups = {
+            group: {"$set": {"ticket_id": ticket.ticket_id, "since": ticket.created_at}}
+            for ticket in tickets
+            if ticket.ticket_id in created
+            for group in self.groups_of(ticket)
+        }
+        if groups:
+            await upsert_by_id(self._groups, groups)
         existing_ids = [ticket.ticket_id for ticket in tickets if ticket.ticket_id not in created]
-        stored: dict[str, Ticket] = {}
-        if existing_ids:
-            async for document in self._tickets.find({"_id": {"$in": existing_ids}}):
-                document.pop("_id")
-                stored[document["ticket_id"]] = Ticket.model_validate(document)
-        return [stored.get(ticket.ticket_id, ticket) for ticket in tickets], set(existing_ids)
+        stored = await self.get_many(existing_ids)
+        return [stored[ticket.ticket_id].ticket if ticket.ticket_id in stored else ticket for ticket in tickets], set(
+            existing_ids
+        )
+
+    @staticmethod
+    def groups_of(ticket: Ticket) -> list[str]:
+        groups = []
+        if ticket.fingerprint:
+            groups.append(alarm_group(ticket.fingerprint))
+        if ticket.repeat_key:
+            groups.append(repeat_group(ticket.repeat_key))
+        return groups
+
+    async def get_many(self, ticket_ids: Iterable[str]) -> dict[str, StoredTicket]:
+        return {ticket_id: _stored(document) for ticket_id, document in (await find_by_ids(self._tickets, ticket_ids)).items()}
 
     async def get(self, ticket_id: str) -> Ticket | None:
-        document = await self._tickets.find_one({"_id": ticket_id})
-        if document is None:
-            return None
-        document.pop("_id")
-        return Ticket.model_validate(document)
+        found = await self.get_many([ticket_id])
+        return found[ticket_id].ticket if found else None
+
+    async def open_tickets_of(self, groups: Iterable[str]) -> dict[str, StoredTicket]:
+        """group → its open ticket, for the groups that have one."""
+        pointers = await find_by_ids(self._groups, groups)
+        tickets = await self.get_many(pointer["ticket_id"] for pointer in pointers.values())
+        result = {}
+        for group, pointer in pointers.items():
+            stored = tickets.get(pointer["ticket_id"])
+            if stored is not None and stored.is_open:
+                result[group] = stored
+        return result
+
+    async def join_alarms(self, joins: Sequence[AlarmJoin]) -> None:
+        """Add each join's alarms to its ticket and record the partition's offset reached, in one update each."""
+        await bulk_write(
+            self._tickets,
+            [
+                UpdateOne(
+                    {"_id": join.ticket_id},
+                    {
+                        "$inc": {"event_count": join.count, "version": 1},
+                        "$max": {
+                            "last_event_at": join.last_at,
+                            **{f"group_offsets.{partition}": offset for partition, offset in join.offsets.items()},
+                        },
+                        # Computed by the ticket's one writer from what it read ($push's $slice is ignored by
+                        # FerretDB v1).
+                        "$set": {"recent_event_ids": join.recent[-RECENT_ALARM_IDS:]},
+                    },
+                )
+                for join in joins
+            ],
+        )
+
+    async def join_repeats(self, repeats: Sequence[tuple[str, Repeat]]) -> None:
+        """Link complaints to open tickets as 重复件 (the caller skipped those the ticket holds already)."""
+        await bulk_write(
+            self._tickets,
+            [
+                UpdateOne(
+                    {"_id": ticket_id},
+                    {
+                        "$inc": {"event_count": 1, "version": 1},
+                        "$max": {"last_event_at": repeat.at},
+                        "$push": {"repeats": repeat.model_dump(mode="python")},
+                        "$addToSet": {"repeat_event_ids": repeat.event_id},
+                    },
+                )
+                for ticket_id, repeat in repeats
+            ],
+        )

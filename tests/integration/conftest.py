@@ -13,7 +13,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -131,6 +133,13 @@ async def api_key(mongo: AsyncDatabase) -> str:
 async def http(api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=15, headers={"X-API-Key": api_key}) as client:
         yield client
+
+
+def local_day(moment: datetime | str) -> str:
+    """The district's day (Asia/Shanghai) of a moment: counters are kept per local day."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0, what: str = "condition") -> T:
