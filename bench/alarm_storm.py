@@ -23,6 +23,7 @@ from civicbus.settings import TriageSettings
 from civicbus.topics import EVENTS
 from services.triage.decide import TriageEngine
 from services.triage.handler import TriageHandler
+from services.triage.response_level import ResponseLevelState
 from services.triage.store import TicketStore
 
 
@@ -33,7 +34,8 @@ async def main(alarms: int, devices: int) -> None:
     settings = TriageSettings(kafka_bootstrap=devstack.kafka_bootstrap(), mongo_url=devstack.mongo_url(),
                               mongo_db=db_name, topic_prefix=prefix)
     runtime = Runtime.build(settings)
-    handler = TriageHandler(TriageEngine(runtime.district), TicketStore(runtime.db), runtime.publisher)
+    handler = TriageHandler(TriageEngine(runtime.district), TicketStore(runtime.db), runtime.publisher,
+                            ResponseLevelState(runtime.db))
     subscribe_batch(runtime.broker, settings, EVENTS, "triage", handler, runtime.publisher)
 
     names = [f"BENCH-{uuid.uuid4().hex[:6]}" for _ in range(devices)]

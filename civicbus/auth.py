@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -93,3 +94,18 @@ async def require_api_key(request: Request, key: Annotated[str | None, Depends(_
 
 
 CurrentPrincipal = Annotated[Principal, Depends(require_api_key)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting only keys of the given roles (403 with the reason otherwise)."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            allowed = "、".join(str(role) for role in roles)
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"无权操作：需要 {allowed} 角色的密钥 (this needs a key with role {', '.join(roles)})",
+            )
+        return principal
+
+    return check

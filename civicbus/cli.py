@@ -22,11 +22,13 @@ topics_app = typer.Typer(help="Kafka topics of the topic registry.", no_args_is_
 keys_app = typer.Typer(help="API keys (API 密钥).", no_args_is_help=True)
 config_app = typer.Typer(help="The domain configuration (辖区配置).", no_args_is_help=True)
 routes_app = typer.Typer(help="The routing tree (派单规则).", no_args_is_help=True)
+level_app = typer.Typer(help="The response level (响应级别): normal or heightened (一级响应).", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(routes_app, name="routes")
+app.add_typer(level_app, name="response-level")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -279,6 +281,45 @@ def routes_test(
                           f"分管领导     {leader.name}（{leader.title}）")
         console.print(f"时限 policy  {ticket.deadline_policy}: 签收 {ticket.sign_for_due.astimezone(zone):%Y-%m-%d %H:%M}, "
                       f"办结 {ticket.resolve_due.astimezone(zone):%Y-%m-%d %H:%M}")
+
+
+@level_app.command("show")
+def response_level_show(
+    key: Annotated[str, typer.Option(envvar="CIVICBUS_API_KEY", help="an API key")],
+    url: Annotated[str, typer.Option(help="triage's base URL")] = "http://127.0.0.1:8082",
+) -> None:
+    """Show the response level in force."""
+    _print_level(_call_triage("GET", f"{url}/v1/response-level", key))
+
+
+@level_app.command("set")
+def response_level_set(
+    level: Annotated[str, typer.Argument(help="normal (常态) or heightened (一级响应)")],
+    key: Annotated[str, typer.Option(envvar="CIVICBUS_API_KEY", help="a leader's or administrator's API key")],
+    reason: Annotated[str, typer.Option(help="why, e.g. 国庆假期一级响应")] = "",
+    url: Annotated[str, typer.Option(help="triage's base URL")] = "http://127.0.0.1:8082",
+) -> None:
+    """Switch the response level: heightened shortens deadlines and escalation for tickets created while on."""
+    _print_level(_call_triage("PUT", f"{url}/v1/response-level", key, {"level": level, "reason": reason}))
+
+
+def _call_triage(method: str, url: str, key: str, body: dict[str, str] | None = None) -> dict[str, object]:
+    import httpx
+
+    try:
+        response = httpx.request(method, url, json=body, headers={"X-API-Key": key}, timeout=10)
+    except httpx.TransportError as error:
+        _fail(f"triage does not answer at {url}: {error}")
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.content else response.reason_phrase
+        _fail(f"HTTP {response.status_code}: {detail}")
+    return response.json()
+
+
+def _print_level(body: dict[str, object]) -> None:
+    console.print(f"响应级别 response level: [bold]{body['name']}[/] ({body['level']})"
+                  + (f" — {body['reason']}" if body.get("reason") else "")
+                  + (f"，由 {body['set_by']} 于 {body['set_at']} 设置" if body.get("set_by") else ""))
 
 
 # --------------------------------------------------------------------------- demo

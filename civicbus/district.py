@@ -163,10 +163,20 @@ class Category(Strict):
         return value
 
 
+class LearnedModelSettings(Strict):
+    """The learned text classifier (``civicbus classifier train``) that triage consults beside the keyword rules."""
+
+    path: str = Field(min_length=1, description="the model file, relative to the configuration folder")
+    min_probability: float = Field(
+        default=0.6, ge=0, le=1, description="below this the model's answer alone never decides (人工派单)"
+    )
+
+
 class CategoriesFile(Strict):
     version: int
     categories: list[Category]
     min_confidence: float = Field(default=0.5, ge=0, le=1)
+    model: LearnedModelSettings | None = Field(default=None, description="the learned classifier, if any")
 
 
 # --------------------------------------------------------------------------- routing.yaml
@@ -276,6 +286,9 @@ class Duration(Strict):
     working_hours: float | None = Field(default=None, gt=0)
     working_days: float | None = Field(default=None, gt=0)
 
+    def scaled(self, factor: float) -> Duration:
+        return Duration(**{name: value * factor for name, value in self.model_dump(exclude_none=True).items()})
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Duration:
         given = [name for name in ("hours", "working_hours", "working_days") if getattr(self, name) is not None]
@@ -301,6 +314,15 @@ class OfficeHours(Strict):
         return self
 
 
+class HeightenedResponse(Strict):
+    """The heightened response level (e.g. 一级响应 during a major event or holiday): shorter deadlines and earlier
+    escalation for tickets created while it is on."""
+
+    name: str = "一级响应"
+    deadline_factor: float = Field(default=0.5, gt=0, le=1, description="deadlines are multiplied by this")
+    escalation_factor: float = Field(default=0.5, gt=0, le=1, description="escalation delays are multiplied by this")
+
+
 class DeadlinesFile(Strict):
     version: int
     office_hours: OfficeHours = OfficeHours()
@@ -308,6 +330,7 @@ class DeadlinesFile(Strict):
         default=[], description="extra days off, for years chinese-calendar does not know yet (published each winter)"
     )
     working_days: list[date] = Field(default=[], description="extra working days (调休上班), likewise")
+    heightened: HeightenedResponse = HeightenedResponse()
     default_policy: Identifier
     severity_policies: dict[str, Identifier] = Field(
         default={}, description="severity → policy that overrides the route's (e.g. critical → emergency)"

@@ -48,6 +48,11 @@ class Severity(StrEnum):
     critical = "critical"  # 特急
 
 
+class ResponseLevel(StrEnum):
+    normal = "normal"  # 常态
+    heightened = "heightened"  # 一级响应 (major events, holidays)
+
+
 class CoordinateSystem(StrEnum):
     wgs84 = "wgs84"  # GPS, 天地图
     gcj02 = "gcj02"  # 高德 / 腾讯 map apps ("Mars coordinates")
@@ -192,11 +197,13 @@ OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual)
 
 
 class CategoryEvidence(Model):
-    method: Literal["upstream_code", "alarm_type", "inspection_type", "keywords", "none"]
+    method: Literal["upstream_code", "alarm_type", "inspection_type", "keywords", "model", "none"]
     keywords: list[str] = Field(default=[], description="the keywords found, with their category")
     score: float = 0.0
     confidence: float = Field(ge=0, le=1)
-    runner_up: str = Field(default="", description="the second-best category, when keywords decided")
+    runner_up: str = Field(default="", description="the second-best category, when keywords or the model decided")
+    model_label: str = Field(default="", description="the learned classifier's answer, when it was consulted")
+    model_probability: float = Field(default=0.0, ge=0, le=1, description="the learned classifier's probability")
 
 
 class LocationEvidence(Model):
@@ -245,6 +252,7 @@ class Ticket(Model):
     assist_units: list[str] = Field(default=[], description="协办单位")
     leader: str = Field(default="", description="分管领导")
     deadline_policy: str = ""
+    response_level: ResponseLevel = Field(default=ResponseLevel.normal, description="the level when it was created")
     sign_for_due: AwareDatetime | None = None
     resolve_due: AwareDatetime | None = None
     created_at: AwareDatetime

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 import civicbus
 from civicbus.auth import KeyStore
-from civicbus.district import District, load_district
+from civicbus.district import District, DistrictConfigError, load_district
 from civicbus.kafka import Publisher, create_broker
 from civicbus.logs import configure_logging, get_logger
 from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
@@ -51,6 +52,8 @@ class Runtime:
     district: District
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    background: list[Hook] = field(default_factory=list)  # run while the service runs, cancelled at stop
+    on_district_change: list[Callable[[District], None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> Runtime:
@@ -59,6 +62,34 @@ class Runtime:
         broker = create_broker(settings)
         mongo = create_mongo(settings)
         return cls(settings, broker, Publisher(broker, settings), mongo, database(mongo, settings), district)
+
+
+def _config_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple(
+        (path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in sorted(folder.iterdir()) if path.is_file()
+    )
+
+
+async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
+    """Reload the domain configuration when its files change, without a restart. A file that no longer validates
+    is reported and the configuration in force stays: a typo never stops the service."""
+    folder = runtime.district.folder
+    stamp = _config_stamp(folder)
+    while True:
+        await asyncio.sleep(interval)
+        current = _config_stamp(folder)
+        if current == stamp:
+            continue
+        stamp = current
+        try:
+            district = await asyncio.to_thread(load_district, folder)
+            for listener in runtime.on_district_change:
+                listener(district)  # builds what depends on the configuration; raises if it cannot
+        except (DistrictConfigError, ValueError) as error:
+            log.error("配置文件有误，继续使用原配置 (invalid configuration; keeping the one in force)", error=str(error))
+            continue
+        runtime.district = district
+        log.info("配置已重新加载 (configuration reloaded)", folder=str(folder))
 
 
 def asyncapi_document(runtime: Runtime) -> dict[str, Any]:
@@ -98,10 +129,14 @@ def service_app(
         for hook in runtime.on_start:
             await hook(runtime)
         await runtime.broker.start()
+        tasks = [asyncio.create_task(task(runtime)) for task in runtime.background]
         log.info("service started", service=service, port=settings.http_port, district=runtime.district.name)
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.broker.stop()
             for hook in runtime.on_stop:
                 await hook(runtime)

@@ -5,22 +5,34 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from civicbus.kafka import subscribe_batch
-from civicbus.service import Runtime, service_app
+from civicbus.district import District
+from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
 from civicbus.topics import EVENTS
 
 from .decide import TriageEngine
 from .handler import TriageHandler
+from .response_level import ResponseLevelState
+from .response_level import router as response_level_router
 from .store import TicketStore
 
 
 def create_app(settings: TriageSettings | None = None) -> FastAPI:
     runtime = Runtime.build(settings or TriageSettings())
-    store = TicketStore(runtime.db)
-    handler = TriageHandler(TriageEngine(runtime.district), store, runtime.publisher)
+    level = ResponseLevelState(runtime.db)
+    handler = TriageHandler(TriageEngine(runtime.district), TicketStore(runtime.db), runtime.publisher, level)
+
+    def use_new_rules(district: District) -> None:
+        handler.engine = TriageEngine(district)
+
+    runtime.on_district_change.append(use_new_rules)
+    runtime.background.extend([watch_district, level.follow])
     subscribe_batch(runtime.broker, runtime.settings, EVENTS, "triage", handler, runtime.publisher)
-    return service_app(
+    app = service_app(
         runtime,
         title="civicbus triage",
         description="Classifies, locates, routes and sets deadlines for every accepted event (分类、定位、派单、时限).",
+        routers=[response_level_router],
     )
+    app.state.response_level = level
+    return app

@@ -108,11 +108,12 @@ def choose_policy(deadlines: DeadlinesFile, route_policy: str | None, severity: 
 
 
 def compute_deadlines(
-    calendar: WorkingCalendar, policy_id: str, policy: DeadlinePolicy, created_at: datetime
+    calendar: WorkingCalendar, policy_id: str, policy: DeadlinePolicy, created_at: datetime, factor: float = 1.0
 ) -> Deadlines:
+    """``factor`` < 1 shortens both deadlines (the heightened response level)."""
     return Deadlines(
         policy=policy_id,
         policy_name=policy.name,
-        sign_for_due=calendar.due(created_at, policy.sign_for),
-        resolve_due=calendar.due(created_at, policy.resolve),
+        sign_for_due=calendar.due(created_at, policy.sign_for.scaled(factor)),
+        resolve_due=calendar.due(created_at, policy.resolve.scaled(factor)),
     )

@@ -15,6 +15,7 @@ from civicbus.events import (
     Event,
     EventKind,
     Inspection,
+    ResponseLevel,
     RoutingExplanation,
     Ticket,
     TicketState,
@@ -83,14 +84,14 @@ class TriageEngine:
             labels["channel"] = data.channel
         return labels
 
-    def decide(self, event: Event) -> Decision:
+    def decide(self, event: Event, level: ResponseLevel = ResponseLevel.normal) -> Decision:
         data = event.data  # type: ignore[attr-defined]
         classification = self.classify(event)
         located = self.locator.locate(data.location, data.address, data.content)
         labels = self.labels(event, classification, located)
         low_confidence = self._low_confidence_reason(classification)
         tickets = [
-            self._ticket(event, classification, located, assignment, index, low_confidence)
+            self._ticket(event, classification, located, assignment, index, low_confidence, level)
             for index, assignment in enumerate(self.router.assign(labels))
         ]
         return Decision(classification, located, labels, tickets)
@@ -114,13 +115,17 @@ class TriageEngine:
         assignment: Assignment,
         index: int,
         low_confidence: str,
+        level: ResponseLevel,
     ) -> Ticket:
         data = event.data  # type: ignore[attr-defined]
         manual_reason = low_confidence or assignment.manual_reason
         lead = "" if manual_reason else assignment.lead_unit
         policy_id = choose_policy(self.district.deadlines, assignment.deadline_policy, data.severity)
         created_at = event.recorded_at.astimezone(self.calendar.zone)
-        deadlines = compute_deadlines(self.calendar, policy_id, self.district.deadlines.policies[policy_id], created_at)
+        factor = self.district.deadlines.heightened.deadline_factor if level is ResponseLevel.heightened else 1.0
+        deadlines = compute_deadlines(
+            self.calendar, policy_id, self.district.deadlines.policies[policy_id], created_at, factor
+        )
         resolve_due = deadlines.resolve_due
         if isinstance(data, Complaint) and data.due_at is not None:
             resolve_due = min(resolve_due, data.due_at)  # the upstream platform's deadline binds us
@@ -146,6 +151,7 @@ class TriageEngine:
             assist_units=list(assignment.assist_units) if lead else [],
             leader=assignment.leader if lead else "",
             deadline_policy=policy_id,
+            response_level=level,
             sign_for_due=deadlines.sign_for_due,
             resolve_due=resolve_due,
             created_at=created_at,

@@ -27,6 +27,7 @@ from civicbus.metrics import TICKETS_ROUTED
 from civicbus.topics import TICKETS
 
 from .decide import TriageEngine
+from .response_level import ResponseLevelState
 from .store import AlarmJoin, StoredTicket, TicketStore, alarm_group, repeat_group
 
 log = get_logger(__name__)
@@ -57,10 +58,13 @@ class _Plan:
 
 
 class TriageHandler:
-    def __init__(self, engine: TriageEngine, store: TicketStore, publisher: Publisher) -> None:
-        self.engine = engine
+    def __init__(
+        self, engine: TriageEngine, store: TicketStore, publisher: Publisher, level: ResponseLevelState
+    ) -> None:
+        self.engine = engine  # replaced whole when the configuration is reloaded
         self._store = store
         self._publisher = publisher
+        self._level = level
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -82,7 +86,7 @@ class TriageHandler:
             if item.event.event_id in fingerprints:
                 continue  # alarms are decided only if they open a ticket
             try:
-                decisions[item.event.event_id] = self.engine.decide(item.event).tickets
+                decisions[item.event.event_id] = self.engine.decide(item.event, self._level.current).tickets
             except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
                 log.exception("triage failed for an event", event_id=item.event.event_id,
                               correlation_id=item.event.correlation_id)
@@ -158,7 +162,7 @@ class TriageHandler:
             self._join_alarm(plan, item, ticket.ticket_id, [ticket.source_event_id])
             return
         try:
-            tickets = self.engine.decide(event).tickets
+            tickets = self.engine.decide(event, self._level.current).tickets
         except Exception as error:
             log.exception("triage failed for an alarm", event_id=event.event_id, correlation_id=event.correlation_id)
             outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))

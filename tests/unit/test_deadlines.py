@@ -78,3 +78,21 @@ def test_critical_severity_overrides_the_route_policy(district):
     assert choose_policy(district.deadlines, "complaint", Severity.critical) == "emergency"
     assert choose_policy(district.deadlines, "inspection", Severity.normal) == "inspection"
     assert choose_policy(district.deadlines, None, Severity.normal) == district.deadlines.default_policy
+
+
+def test_heightened_response_halves_the_deadlines(district, calendar):
+    from civicbus.events import Complaint, ComplaintReceived, ResponseLevel
+    from services.triage.decide import TriageEngine
+
+    engine = TriageEngine(district)
+    event = ComplaintReceived(source="12345", recorded_at=at(2026, 11, 23, 9),  # a Monday, 09:00
+                              data=Complaint(content="老板拖欠工资两个月", address="南塘老街"))
+    (normal,) = [t for t in engine.decide(event).tickets if t.lead_unit == "laobao"]
+    (heightened,) = [t for t in engine.decide(event, ResponseLevel.heightened).tickets if t.lead_unit == "laobao"]
+    assert heightened.response_level is ResponseLevel.heightened
+    assert normal.response_level is ResponseLevel.normal
+    # complaint policy: sign for in 4 working hours, resolve in 5 working days; heightened: 2 hours, 2.5 days.
+    assert normal.sign_for_due == at(2026, 11, 23, 13)
+    assert heightened.sign_for_due == at(2026, 11, 23, 11)
+    assert normal.resolve_due == at(2026, 11, 30, 9)
+    assert heightened.resolve_due == at(2026, 11, 25, 13, 30)
