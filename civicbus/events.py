@@ -125,6 +125,19 @@ class EventKind(StrEnum):
     ticket_routed = "ticket.routed"
     ticket_manual = "ticket.manual"
     ticket_grouped = "ticket.grouped"
+    ticket_acknowledged = "ticket.acknowledged"  # 签收
+    ticket_returned = "ticket.returned"  # 退单
+    ticket_extension_requested = "ticket.extension_requested"  # 申请延期
+    ticket_extension_decided = "ticket.extension_decided"  # 延期审批
+    ticket_note_added = "ticket.note_added"  # 办理进展
+    ticket_resolved = "ticket.resolved"  # 办结
+    ticket_callback_recorded = "ticket.callback_recorded"  # 回访
+    ticket_supervised = "ticket.supervised"  # 督办
+    ticket_reopened = "ticket.reopened"  # 重新打开 / 反弹
+    ticket_reassigned = "ticket.reassigned"  # 改派
+    ticket_overdue = "ticket.overdue"  # 超期
+    ticket_command_refused = "ticket.command_refused"  # 指令被拒
+    ticket_command = "ticket.command"
     notification_delivered = "notification.delivered"
     notification_failed = "notification.failed"
     dead_letter = "dead_letter"
@@ -188,12 +201,47 @@ INCOMING_BY_KIND: dict[str, type[Event]] = {
 
 
 class TicketState(StrEnum):
-    routed = "routed"  # 已派单
+    routed = "routed"  # 已派单，待签收
     manual = "manual"  # 待人工派单
+    acknowledged = "acknowledged"  # 已签收，办理中
+    resolved = "resolved"  # 已办结，待回访
+    closed = "closed"  # 已回访，已关闭
 
 
-OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual)
-"""States in which a ticket still gathers repeats of its problem (alarm storms, 重复件)."""
+OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual, TicketState.acknowledged)
+"""States in which a ticket still gathers repeats of its problem (alarm storms, 重复件); a repeat of a resolved or
+closed ticket's problem is a recurrence (反弹) and reopens it."""
+
+
+class ReturnReason(StrEnum):
+    """Why a unit returns a ticket (退单原因)."""
+
+    wrong_area = "wrong_area"  # 属地不符
+    unclear_ownership = "unclear_ownership"  # 权属不清
+    overlapping_duties = "overlapping_duties"  # 职能交叉
+    other = "other"  # 其他
+
+
+class Satisfaction(StrEnum):
+    satisfied = "satisfied"  # 满意
+    basically_satisfied = "basically_satisfied"  # 基本满意
+    dissatisfied = "dissatisfied"  # 不满意
+
+
+class Extension(Model):
+    until: AwareDatetime
+    reason: str
+    requested_by: str
+    requested_at: AwareDatetime
+
+
+class Callback(Model):
+    """The citizen's verdict after 办结 (回访)."""
+
+    resolved: bool
+    satisfaction: Satisfaction | None = None
+    note: str = ""
+    at: AwareDatetime
 
 
 class CategoryEvidence(Model):
@@ -263,20 +311,97 @@ class Ticket(Model):
     event_count: int = Field(default=1, ge=1, description="events gathered into this ticket (alarm storm, 重复件)")
     last_event_at: AwareDatetime | None = None
     repeats: list[Repeat] = Field(default=[], description="the complaints linked as 重复件")
+    acknowledged_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    resolution: str = Field(default="", description="办结情况")
+    attachments: list[str] = []
+    callback: Callback | None = None
+    pending_extension: Extension | None = None
+    supervision_count: int = 0
+    reopen_count: int = Field(default=0, description="反弹: reopened after it was resolved or closed")
+    rework_count: int = Field(default=0, description="重办: sent back after an unsatisfied callback")
+    returned_by: list[str] = Field(default=[], description="units that returned it (退单); not routed to again")
+    overdue: list[Literal["sign_for", "resolve"]] = Field(default=[], description="deadlines it missed")
 
 
 class TicketEvent(Event):
     """A transition of a ticket (工单流转), keyed by ticket id so one ticket's history stays in order."""
 
-    kind: Literal[EventKind.ticket_routed, EventKind.ticket_manual, EventKind.ticket_grouped]
+    kind: Literal[
+        EventKind.ticket_routed,
+        EventKind.ticket_manual,
+        EventKind.ticket_grouped,
+        EventKind.ticket_acknowledged,
+        EventKind.ticket_returned,
+        EventKind.ticket_extension_requested,
+        EventKind.ticket_extension_decided,
+        EventKind.ticket_note_added,
+        EventKind.ticket_resolved,
+        EventKind.ticket_callback_recorded,
+        EventKind.ticket_supervised,
+        EventKind.ticket_reopened,
+        EventKind.ticket_reassigned,
+        EventKind.ticket_overdue,
+        EventKind.ticket_command_refused,
+    ]
     ticket: Ticket
     actor: str = Field(default="system", description="who made the transition")
     note: str = ""
     events_joined: int = Field(default=0, ge=0, description="for ticket.grouped: events this transition added")
+    command_id: str = Field(default="", description="the command that caused it, if any")
+    refusal_code: str = Field(default="", description="for ticket.command_refused: why (see RefusalCode)")
 
     @property
     def partition_key(self) -> str:
         return self.ticket.ticket_id
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class Action(StrEnum):
+    """What a unit, a leader or a dispatcher does to a ticket."""
+
+    sign_for = "sign_for"  # 签收
+    return_ = "return"  # 退单
+    request_extension = "request_extension"  # 申请延期
+    decide_extension = "decide_extension"  # 审批延期
+    add_note = "add_note"  # 办理进展
+    resolve = "resolve"  # 办结
+    record_callback = "record_callback"  # 回访
+    supervise = "supervise"  # 督办
+    reopen = "reopen"  # 重新打开
+    reassign = "reassign"  # 改派
+
+
+class Actor(Model):
+    name: str = Field(min_length=1, max_length=100, description="who issued it")
+    role: str = Field(description="admin, leader, unit, auditor, system")
+    unit: str = Field(default="", description="the unit the person acts for, if any")
+
+
+class TicketCommand(Event):
+    """A command on one ticket (civic.commands, keyed by ticket id, so one ticket's commands apply in order).
+    Its ``event_id`` is the command id: the same command sent twice is applied once."""
+
+    kind: Literal[EventKind.ticket_command] = EventKind.ticket_command
+    ticket_id: str = Field(min_length=1, max_length=64)
+    action: Action
+    actor: Actor
+    note: str = Field(default="", max_length=2000)
+    return_reason: ReturnReason | None = None
+    extension_until: AwareDatetime | None = None
+    grant: bool | None = None
+    result: str = Field(default="", max_length=5000)
+    attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
+    resolved: bool | None = None
+    satisfaction: Satisfaction | None = None
+    unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")
+
+    @property
+    def partition_key(self) -> str:
+        return self.ticket_id
 
 
 # --------------------------------------------------------------------------- notifications

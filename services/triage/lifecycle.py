@@ -1,0 +1,294 @@
+"""The ticket state machine (工单流转): 派单 → 签收 → 办理 → 办结 → 回访, with 退单, 延期, 督办, 改派 and 反弹.
+
+Pure: :func:`apply` takes a ticket, a command and the time, and returns the ticket after the transition or a
+refusal with its reason. It never raises for a command a person could send; an illegal command changes nothing.
+Re-routing (after 退单) and new deadlines (after 改派 or 反弹) are asked for in the result and done by triage,
+which knows the rules and the calendar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from civicbus.district import District
+from civicbus.events import (
+    Action,
+    Callback,
+    EventKind,
+    Extension,
+    Satisfaction,
+    Ticket,
+    TicketCommand,
+    TicketState,
+)
+
+
+class RefusalCode(StrEnum):
+    ticket_not_found = "ticket_not_found"
+    wrong_state = "wrong_state"
+    not_allowed = "not_allowed"
+    deadline_passed = "deadline_passed"
+    invalid_extension = "invalid_extension"
+    extension_pending = "extension_pending"
+    no_pending_extension = "no_pending_extension"
+    missing_field = "missing_field"
+    unknown_unit = "unknown_unit"
+    same_unit = "same_unit"
+
+
+REFUSAL_TEXTS: dict[RefusalCode, tuple[str, str]] = {
+    RefusalCode.ticket_not_found: ("工单不存在", "no such ticket"),
+    RefusalCode.wrong_state: ("工单当前状态不允许此操作", "the ticket's state does not allow this"),
+    RefusalCode.not_allowed: ("无权对该工单执行此操作", "this actor may not do this to the ticket"),
+    RefusalCode.deadline_passed: ("已超过办结时限，不能申请延期", "the resolve deadline has passed"),
+    RefusalCode.invalid_extension: ("延期时间须晚于现办结时限", "the extension must end after the current deadline"),
+    RefusalCode.extension_pending: ("已有待审批的延期申请", "an extension request is already pending"),
+    RefusalCode.no_pending_extension: ("没有待审批的延期申请", "there is no pending extension request"),
+    RefusalCode.missing_field: ("缺少必填内容", "a required field is missing"),
+    RefusalCode.unknown_unit: ("单位不存在", "unknown unit"),
+    RefusalCode.same_unit: ("改派单位与原主办单位相同", "the new unit is the current lead unit"),
+}
+"""What each refusal says, in Chinese for staff and in English for integrators (also in the OpenAPI document)."""
+
+STATE_NAMES = {
+    TicketState.routed: "已派单",
+    TicketState.manual: "待人工派单",
+    TicketState.acknowledged: "办理中",
+    TicketState.resolved: "已办结",
+    TicketState.closed: "已关闭",
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    ticket: Ticket
+    kind: EventKind
+    note: str
+    reroute: bool = False  # 退单: route again without the units that returned it
+    new_deadlines: bool = False  # 改派, 反弹, 重办: deadlines run again from now
+
+
+@dataclass(frozen=True)
+class Refused:
+    code: RefusalCode
+    detail: str
+
+    @property
+    def message(self) -> str:
+        chinese, english = REFUSAL_TEXTS[self.code]
+        return f"{chinese}：{self.detail}" if self.detail else chinese
+
+    @property
+    def message_en(self) -> str:
+        return REFUSAL_TEXTS[self.code][1]
+
+
+Outcome = Applied | Refused
+
+
+def _is_admin(command: TicketCommand) -> bool:
+    return command.actor.role == "admin"
+
+
+def _is_dispatcher(command: TicketCommand, district: District) -> bool:
+    actor = command.actor
+    return _is_admin(command) or (actor.role == "unit" and actor.unit == district.dispatcher.id)
+
+
+def _is_lead(command: TicketCommand, ticket: Ticket) -> bool:
+    return _is_admin(command) or (command.actor.role == "unit" and command.actor.unit == ticket.lead_unit)
+
+
+def _is_leader(command: TicketCommand) -> bool:
+    return command.actor.role in ("leader", "admin")
+
+
+def _involved(command: TicketCommand, ticket: Ticket, district: District) -> bool:
+    unit = command.actor.unit if command.actor.role == "unit" else ""
+    return (
+        _is_leader(command)
+        or _is_dispatcher(command, district)
+        or (bool(unit) and (unit == ticket.lead_unit or unit in ticket.assist_units))
+    )
+
+
+def _wrong_state(ticket: Ticket, wanted: str) -> Refused:
+    return Refused(RefusalCode.wrong_state, f"当前为“{STATE_NAMES[ticket.state]}”，{wanted}")
+
+
+def _changed(ticket: Ticket, **fields: object) -> Ticket:
+    return ticket.model_copy(update={**fields, "version": ticket.version + 1})
+
+
+def apply(ticket: Ticket | None, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    """The ticket after ``command`` at ``now``, or why the command is refused."""
+    if ticket is None:
+        return Refused(RefusalCode.ticket_not_found, command.ticket_id)
+    handler = _HANDLERS[command.action]
+    return handler(ticket, command, now, district)
+
+
+def _sign_for(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state is not TicketState.routed:
+        return _wrong_state(ticket, "只有已派单的工单可以签收")
+    if not _is_lead(command, ticket):
+        return Refused(RefusalCode.not_allowed, "只有主办单位可以签收")
+    return Applied(_changed(ticket, state=TicketState.acknowledged, acknowledged_at=now),
+                   EventKind.ticket_acknowledged, command.note)
+
+
+def _return(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state not in (TicketState.routed, TicketState.acknowledged):
+        return _wrong_state(ticket, "只有已派单或办理中的工单可以退单")
+    if not _is_lead(command, ticket):
+        return Refused(RefusalCode.not_allowed, "只有主办单位可以退单")
+    if command.return_reason is None:
+        return Refused(RefusalCode.missing_field, "退单须说明原因（属地不符、权属不清、职能交叉或其他）")
+    if command.return_reason == "other" and not command.note:
+        return Refused(RefusalCode.missing_field, "原因为“其他”时须填写说明")
+    returned_by = [*ticket.returned_by, ticket.lead_unit] if ticket.lead_unit else ticket.returned_by
+    return Applied(
+        _changed(ticket, returned_by=list(dict.fromkeys(returned_by)), acknowledged_at=None),
+        EventKind.ticket_returned,
+        command.note or str(command.return_reason),
+        reroute=True,
+    )
+
+
+def _request_extension(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state not in (TicketState.routed, TicketState.acknowledged):
+        return _wrong_state(ticket, "只有办理中的工单可以申请延期")
+    if not _is_lead(command, ticket):
+        return Refused(RefusalCode.not_allowed, "只有主办单位可以申请延期")
+    if ticket.pending_extension is not None:
+        return Refused(RefusalCode.extension_pending, "")
+    if ticket.resolve_due is not None and now >= ticket.resolve_due:
+        return Refused(RefusalCode.deadline_passed, "")
+    if command.extension_until is None or not command.note:
+        return Refused(RefusalCode.missing_field, "须填写延期至何时及理由")
+    if ticket.resolve_due is not None and command.extension_until <= ticket.resolve_due:
+        return Refused(RefusalCode.invalid_extension, "")
+    extension = Extension(until=command.extension_until, reason=command.note, requested_by=command.actor.name,
+                          requested_at=now)
+    return Applied(_changed(ticket, pending_extension=extension), EventKind.ticket_extension_requested, command.note)
+
+
+def _decide_extension(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.pending_extension is None:
+        return Refused(RefusalCode.no_pending_extension, "")
+    if not (_is_leader(command) or _is_dispatcher(command, district)):
+        return Refused(RefusalCode.not_allowed, "延期由分管领导或派单中心审批")
+    if command.grant is None:
+        return Refused(RefusalCode.missing_field, "须注明同意或不同意")
+    if command.grant:
+        changed = _changed(ticket, pending_extension=None, resolve_due=ticket.pending_extension.until)
+        note = f"同意延期至 {ticket.pending_extension.until.isoformat()}"
+    else:
+        changed = _changed(ticket, pending_extension=None)
+        note = "不同意延期"
+    return Applied(changed, EventKind.ticket_extension_decided, f"{note}。{command.note}".rstrip("。") + "。")
+
+
+def _add_note(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state is TicketState.closed:
+        return _wrong_state(ticket, "已关闭的工单不能再添加进展")
+    if not _involved(command, ticket, district):
+        return Refused(RefusalCode.not_allowed, "只有主办、协办单位和领导可以添加进展")
+    if not command.note:
+        return Refused(RefusalCode.missing_field, "进展内容不能为空")
+    return Applied(_changed(ticket), EventKind.ticket_note_added, command.note)
+
+
+def _resolve(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state is not TicketState.acknowledged:
+        return _wrong_state(ticket, "须先签收才能办结")
+    if not _is_lead(command, ticket):
+        return Refused(RefusalCode.not_allowed, "只有主办单位可以办结")
+    if not command.result:
+        return Refused(RefusalCode.missing_field, "须填写办结情况")
+    return Applied(
+        _changed(ticket, state=TicketState.resolved, resolved_at=now, resolution=command.result,
+                 attachments=list(command.attachments), pending_extension=None),
+        EventKind.ticket_resolved,
+        command.result,
+    )
+
+
+def _record_callback(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state is not TicketState.resolved:
+        return _wrong_state(ticket, "只有已办结的工单可以回访")
+    if not (_is_dispatcher(command, district) or command.actor.role == "system"):
+        return Refused(RefusalCode.not_allowed, "回访由派单中心或 12345 平台记录")
+    if command.resolved is None or (command.resolved and command.satisfaction is None):
+        return Refused(RefusalCode.missing_field, "须注明问题是否解决及满意度")
+    callback = Callback(resolved=command.resolved, satisfaction=command.satisfaction, note=command.note, at=now)
+    if command.resolved and command.satisfaction is not Satisfaction.dissatisfied:
+        return Applied(_changed(ticket, state=TicketState.closed, closed_at=now, callback=callback),
+                       EventKind.ticket_callback_recorded, command.note or "回访满意，工单关闭")
+    # 重办: the same unit handles it again, on a fresh deadline.
+    return Applied(
+        _changed(ticket, state=TicketState.acknowledged, resolved_at=None, callback=callback,
+                 rework_count=ticket.rework_count + 1),
+        EventKind.ticket_callback_recorded,
+        command.note or "回访不满意或未解决，退回重办",
+        new_deadlines=True,
+    )
+
+
+def _supervise(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state is TicketState.closed:
+        return _wrong_state(ticket, "已关闭的工单无需督办")
+    if not _is_leader(command):
+        return Refused(RefusalCode.not_allowed, "督办由领导发起")
+    return Applied(_changed(ticket, supervision_count=ticket.supervision_count + 1), EventKind.ticket_supervised,
+                   command.note or "领导督办")
+
+
+def _reopen(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state not in (TicketState.resolved, TicketState.closed):
+        return _wrong_state(ticket, "只有已办结或已关闭的工单可以重新打开")
+    if not (_is_dispatcher(command, district) or command.actor.role == "system"):
+        return Refused(RefusalCode.not_allowed, "重新打开由派单中心发起")
+    state = TicketState.routed if ticket.lead_unit else TicketState.manual
+    return Applied(
+        _changed(ticket, state=state, acknowledged_at=None, resolved_at=None, closed_at=None,
+                 reopen_count=ticket.reopen_count + 1),
+        EventKind.ticket_reopened,
+        command.note or "问题反弹，重新打开",
+        new_deadlines=True,
+    )
+
+
+def _reassign(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if ticket.state not in (TicketState.manual, TicketState.routed, TicketState.acknowledged):
+        return _wrong_state(ticket, "只有未办结的工单可以改派")
+    if not _is_dispatcher(command, district):
+        return Refused(RefusalCode.not_allowed, "改派由派单中心执行")
+    unit = district.units.get(command.unit)
+    if unit is None:
+        return Refused(RefusalCode.unknown_unit, command.unit or "（未指定）")
+    if unit.id == ticket.lead_unit:
+        return Refused(RefusalCode.same_unit, "")
+    return Applied(
+        _changed(ticket, state=TicketState.routed, lead_unit=unit.id, leader=unit.leader, acknowledged_at=None,
+                 assist_units=[assist for assist in ticket.assist_units if assist != unit.id]),
+        EventKind.ticket_reassigned,
+        command.note or f"改派至{unit.name}",
+        new_deadlines=True,
+    )
+
+
+_HANDLERS = {
+    Action.sign_for: _sign_for,
+    Action.return_: _return,
+    Action.request_extension: _request_extension,
+    Action.decide_extension: _decide_extension,
+    Action.add_note: _add_note,
+    Action.resolve: _resolve,
+    Action.record_callback: _record_callback,
+    Action.supervise: _supervise,
+    Action.reopen: _reopen,
+    Action.reassign: _reassign,
+}

@@ -1,0 +1,161 @@
+"""The ticket state machine: every transition, every refusal, and random command sequences (hypothesis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from civicbus.events import (
+    Action,
+    Actor,
+    Complaint,
+    ComplaintReceived,
+    EventKind,
+    ReturnReason,
+    Satisfaction,
+    TicketCommand,
+    TicketState,
+)
+from services.triage.decide import TriageEngine
+from services.triage.lifecycle import Applied, RefusalCode, Refused, apply
+
+NOW = datetime(2026, 11, 23, 2, tzinfo=UTC)  # Monday 10:00 in Shanghai
+LEAD = Actor(name="劳保所 张三", role="unit", unit="laobao")
+OTHER_UNIT = Actor(name="司法所 李四", role="unit", unit="sifa")
+DISPATCHER = Actor(name="综治中心 王五", role="unit", unit="pingan")
+LEADER = Actor(name="郑秀英", role="leader")
+
+
+@pytest.fixture(scope="module")
+def routed(district):
+    event = ComplaintReceived(source="12345", recorded_at=NOW, data=Complaint(content="老板拖欠工资三个月"))
+    ticket = TriageEngine(district).decide(event).tickets[0]
+    assert ticket.state is TicketState.routed and ticket.lead_unit == "laobao"
+    return ticket
+
+
+def command(action: Action, actor: Actor = LEAD, **fields) -> TicketCommand:
+    return TicketCommand(source="test", ticket_id="T", action=action, actor=actor, **fields)
+
+
+def step(ticket, district, action, actor=LEAD, at=NOW, **fields):
+    outcome = apply(ticket, command(action, actor, **fields), at, district)
+    assert isinstance(outcome, Applied), getattr(outcome, "message", outcome)
+    assert outcome.ticket.version == ticket.version + 1
+    return outcome
+
+
+def refused(ticket, district, action, actor=LEAD, at=NOW, **fields) -> Refused:
+    outcome = apply(ticket, command(action, actor, **fields), at, district)
+    assert isinstance(outcome, Refused), outcome
+    return outcome
+
+
+def test_the_whole_loop_sign_resolve_callback_close(routed, district):
+    signed = step(routed, district, Action.sign_for).ticket
+    assert signed.state is TicketState.acknowledged and signed.acknowledged_at == NOW
+    noted = step(signed, district, Action.add_note, note="已联系企业负责人").ticket
+    resolved = step(noted, district, Action.resolve, result="已追回工资 3.2 万元", attachments=["https://x/1.jpg"])
+    assert resolved.kind is EventKind.ticket_resolved and resolved.ticket.state is TicketState.resolved
+    closed = step(resolved.ticket, district, Action.record_callback, DISPATCHER, resolved=True,
+                  satisfaction=Satisfaction.satisfied).ticket
+    assert closed.state is TicketState.closed and closed.callback.satisfaction is Satisfaction.satisfied
+
+
+def test_resolve_before_sign_for_is_refused_and_changes_nothing(routed, district):
+    refusal = refused(routed, district, Action.resolve, result="done")
+    assert refusal.code is RefusalCode.wrong_state and "须先签收" in refusal.message
+
+
+def test_sign_for_by_another_unit_is_refused(routed, district):
+    assert refused(routed, district, Action.sign_for, OTHER_UNIT).code is RefusalCode.not_allowed
+
+
+def test_extension_only_before_the_deadline_and_only_later_than_it(routed, district):
+    late = routed.resolve_due + timedelta(minutes=1)
+    assert refused(routed, district, Action.request_extension, at=late, note="x",
+                   extension_until=late + timedelta(days=3)).code is RefusalCode.deadline_passed
+    assert refused(routed, district, Action.request_extension, note="x",
+                   extension_until=routed.resolve_due - timedelta(hours=1)).code is RefusalCode.invalid_extension
+    until = routed.resolve_due + timedelta(days=5)
+    requested = step(routed, district, Action.request_extension, note="需协调住建部门", extension_until=until).ticket
+    assert requested.pending_extension.until == until
+    assert refused(requested, district, Action.decide_extension, LEAD, grant=True).code is RefusalCode.not_allowed
+    granted = step(requested, district, Action.decide_extension, LEADER, grant=True).ticket
+    assert granted.resolve_due == until and granted.pending_extension is None
+
+
+def test_return_needs_a_reason_and_asks_for_rerouting(routed, district):
+    assert refused(routed, district, Action.return_).code is RefusalCode.missing_field
+    outcome = step(routed, district, Action.return_, return_reason=ReturnReason.wrong_area)
+    assert outcome.reroute and outcome.ticket.returned_by == ["laobao"]
+
+
+def test_unsatisfied_callback_sends_it_back_for_rework(routed, district):
+    signed = step(routed, district, Action.sign_for).ticket
+    resolved = step(signed, district, Action.resolve, result="已处理").ticket
+    reworked = step(resolved, district, Action.record_callback, DISPATCHER, resolved=False)
+    assert reworked.ticket.state is TicketState.acknowledged and reworked.ticket.rework_count == 1
+    assert reworked.new_deadlines
+
+
+def test_reopen_counts_a_recurrence_and_reassign_changes_the_lead(routed, district):
+    signed = step(routed, district, Action.sign_for).ticket
+    resolved = step(signed, district, Action.resolve, result="已处理").ticket
+    reopened = step(resolved, district, Action.reopen, DISPATCHER).ticket
+    assert reopened.state is TicketState.routed and reopened.reopen_count == 1
+    assert refused(reopened, district, Action.reassign, DISPATCHER, unit="laobao").code is RefusalCode.same_unit
+    assert refused(reopened, district, Action.reassign, DISPATCHER, unit="nowhere").code is RefusalCode.unknown_unit
+    assert refused(reopened, district, Action.reassign, LEAD, unit="sifa").code is RefusalCode.not_allowed
+    moved = step(reopened, district, Action.reassign, DISPATCHER, unit="sifa").ticket
+    assert moved.lead_unit == "sifa" and moved.leader == district.units["sifa"].leader
+
+
+def test_supervision_is_for_leaders(routed, district):
+    assert refused(routed, district, Action.supervise, LEAD).code is RefusalCode.not_allowed
+    assert step(routed, district, Action.supervise, LEADER, note="请加快办理").ticket.supervision_count == 1
+
+
+def test_every_refusal_has_chinese_and_english_texts():
+    from services.triage.lifecycle import REFUSAL_TEXTS
+
+    assert set(REFUSAL_TEXTS) == set(RefusalCode)
+    assert all(chinese and english.isascii() for chinese, english in REFUSAL_TEXTS.values())
+
+
+ACTORS = st.sampled_from([LEAD, OTHER_UNIT, DISPATCHER, LEADER, Actor(name="平台", role="system")])
+COMMANDS = st.builds(
+    lambda action, actor, hours, grant, resolved, satisfaction, reason, unit: command(
+        action, actor, note="说明", result="办结情况", grant=grant, resolved=resolved, satisfaction=satisfaction,
+        return_reason=reason, unit=unit, extension_until=NOW + timedelta(hours=hours),
+    ),
+    st.sampled_from(list(Action)), ACTORS, st.integers(1, 400), st.none() | st.booleans(),
+    st.none() | st.booleans(), st.none() | st.sampled_from(list(Satisfaction)),
+    st.none() | st.sampled_from(list(ReturnReason)), st.sampled_from(["laobao", "sifa", "nowhere", ""]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(COMMANDS, st.integers(0, 200)), max_size=25))
+def test_random_command_sequences_never_reach_an_illegal_state(routed, district, steps):
+    ticket, at = routed, NOW
+    for cmd, minutes in steps:
+        at += timedelta(minutes=minutes)
+        outcome = apply(ticket, cmd, at, district)
+        if isinstance(outcome, Refused):
+            assert outcome.message and outcome.code in RefusalCode
+            continue
+        new = outcome.ticket
+        assert new.ticket_id == ticket.ticket_id, "the ticket is never lost or swapped"
+        assert new.version == ticket.version + 1
+        assert (new.resolved_at is not None) == (new.state in (TicketState.resolved, TicketState.closed))
+        assert (new.state is TicketState.closed) == (new.closed_at is not None)
+        if new.state is TicketState.closed:
+            assert new.callback.resolved and new.callback.satisfaction is not Satisfaction.dissatisfied
+        if new.state in (TicketState.routed, TicketState.acknowledged):
+            assert new.lead_unit, "a routed or acknowledged ticket always has a lead unit"
+        assert new.lead_unit not in new.assist_units
+        ticket = new
