@@ -351,6 +351,7 @@ class TicketEvent(Event):
     events_joined: int = Field(default=0, ge=0, description="for ticket.grouped: events this transition added")
     command_id: str = Field(default="", description="the command that caused it, if any")
     refusal_code: str = Field(default="", description="for ticket.command_refused: why (see RefusalCode)")
+    deadline: Literal["sign_for", "resolve"] | None = Field(default=None, description="for ticket.overdue: which")
 
     @property
     def partition_key(self) -> str:

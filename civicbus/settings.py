@@ -77,11 +77,14 @@ class IntakeSettings(ServiceSettings):
     default_port: ClassVar[int] = 8081
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest accepted request body")
+    command_wait_s: float = Field(default=5.0, ge=0, description="how long a command request waits for triage")
 
 
 class TriageSettings(ServiceSettings):
     service_name: ClassVar[str] = "triage"
     default_port: ClassVar[int] = 8082
+
+    overdue_sweep_s: float = Field(default=15.0, gt=0, description="how often missed deadlines are looked for")
 
 
 class NotifySettings(ServiceSettings):

@@ -13,6 +13,8 @@ from pydantic import TypeAdapter
 
 from civicbus.events import (
     INCOMING_ADAPTER,
+    Action,
+    Actor,
     Alarm,
     AlarmRaised,
     CategoryEvidence,
@@ -29,6 +31,7 @@ from civicbus.events import (
     RoutingExplanation,
     Severity,
     Ticket,
+    TicketCommand,
     TicketEvent,
     TicketState,
 )
@@ -154,6 +157,17 @@ _DEAD_LETTER = DeadLetter(
     original_value='{"kind": "complaint.received", "source": "12345", "data": {}}',
 )
 
+_COMMAND = TicketCommand(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a07",
+    source="intake-api",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    ticket_id=_TICKET.ticket.ticket_id,
+    action=Action.sign_for,
+    actor=Actor(name="西溪村 网格员张敏", role="unit", unit="xixi"),
+    note="已安排人员前往现场",
+)
+
 EVENTS = Topic(
     name="civic.events",
     description="Accepted incoming events: complaints, alarms, inspection findings",
@@ -175,6 +189,17 @@ TICKETS = Topic(
     consumers=("notify", "reporting"),
     adapter=TypeAdapter(TicketEvent),
     examples=(_TICKET,),
+)
+COMMANDS = Topic(
+    name="civic.commands",
+    description="Commands on tickets from units, leaders and dispatchers (签收、退单、延期、办结、回访、督办、改派…)",
+    partitions=6,
+    key="ticket id, so one ticket's commands apply in order",
+    schemas=(TicketCommand,),
+    producers=("intake", "upstream systems"),
+    consumers=("triage",),
+    adapter=TypeAdapter(TicketCommand),
+    examples=(_COMMAND,),
 )
 NOTIFICATIONS = Topic(
     name="civic.notifications",
@@ -199,4 +224,4 @@ DEAD_LETTERS = Topic(
     examples=(_DEAD_LETTER,),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (EVENTS, TICKETS, NOTIFICATIONS, DEAD_LETTERS)
+ALL_TOPICS: tuple[Topic, ...] = (EVENTS, COMMANDS, TICKETS, NOTIFICATIONS, DEAD_LETTERS)

@@ -11,6 +11,7 @@ from civicbus.service import Runtime, service_app
 from civicbus.settings import IntakeSettings
 
 from .api import router
+from .commands import router as commands_router
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -20,7 +21,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime,
         title="civicbus intake",
         description="Accepts complaints, alarms and inspection findings (事件受理), published with acks=all.",
-        routers=[router],
+        routers=[router, commands_router],
     )
 
     @app.middleware("http")

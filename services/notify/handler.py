@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from civicbus.district import District
-from civicbus.events import EventKind, TicketEvent
+from civicbus.events import EventKind, TicketEvent, TicketState
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
 from civicbus.topics import NOTIFICATIONS
 
@@ -11,14 +11,23 @@ from .delivery import Delivery, DeliveryPipeline
 from .messages import MessageRenderer
 
 
+# A ticket that changed hands is news to its new unit, as a new ticket is.
+REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKind.ticket_reopened}
+# What the unit handling a ticket must hear of.
+TO_LEAD_UNIT = {EventKind.ticket_supervised, EventKind.ticket_overdue, EventKind.ticket_callback_recorded,
+                EventKind.ticket_extension_decided}
+
+
 def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
     """(unit id, role) of everyone who must hear of this transition."""
     ticket = event.ticket
-    if event.kind is EventKind.ticket_manual:
+    if event.kind is EventKind.ticket_manual or (ticket.state is TicketState.manual and event.kind in REDISPATCHED):
         return [(district.dispatcher.id, "dispatcher")]
-    if event.kind is EventKind.ticket_routed:
+    if event.kind is EventKind.ticket_routed or event.kind in REDISPATCHED:
         return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
-    return []  # ticket.grouped: the unit already has the ticket; repeats show on it, not as more messages
+    if event.kind in TO_LEAD_UNIT and ticket.lead_unit:
+        return [(ticket.lead_unit, "lead")]
+    return []  # grouping, sign-for, notes, resolution…: on the ticket, not worth a message
 
 
 class NotifyHandler:

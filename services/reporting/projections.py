@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import EventKind, NotificationResult, TicketEvent
+from civicbus.events import EventKind, NotificationResult, Satisfaction, Ticket, TicketEvent, TicketState
 from civicbus.mongo import Increment, apply_increments, find_by_ids, upsert_by_id
 
 TICKET_VIEWS = "ticket_views"
@@ -37,24 +37,62 @@ def _increment(scope: str, key: str, day: str, token: str, **amounts: int) -> In
     )
 
 
-def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
-    ticket = event.ticket
-    token = event.event_id
-    if event.kind is EventKind.ticket_grouped:
-        increments = [_increment("district", "all", day, token, repeats=event.events_joined)]
-        if ticket.lead_unit:
-            increments.append(_increment("unit", ticket.lead_unit, day, token, repeats=event.events_joined))
-        return increments if event.events_joined else []
-    increments = [_increment("district", "all", day, token, created=1)]
-    if event.kind is EventKind.ticket_manual:
-        increments.append(_increment("district", "all", day, token, manual=1))
-        return increments
-    increments.append(_increment("unit", ticket.lead_unit, day, token, routed=1))
-    increments.extend(_increment("unit", unit, day, token, assisted=1) for unit in ticket.assist_units)
+def _everywhere(ticket: Ticket, unit: str, day: str, token: str, **amounts: int) -> list[Increment]:
+    """The same counts for the district, the unit, the ticket's area and its category: every figure exists per
+    unit, per village/community and per category."""
+    increments = [_increment("district", "all", day, token, **amounts)]
+    if unit:
+        increments.append(_increment("unit", unit, day, token, **amounts))
     if ticket.area:
-        increments.append(_increment("area", ticket.area, day, token, routed=1))
-    increments.append(_increment("category", ticket.category.split(".", 1)[0], day, token, routed=1))
+        increments.append(_increment("area", ticket.area, day, token, **amounts))
+    increments.append(_increment("category", ticket.category.split(".", 1)[0], day, token, **amounts))
     return increments
+
+
+def _in_time(done: datetime | None, due: datetime | None) -> int:
+    return int(done is not None and (due is None or done <= due))
+
+
+def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
+    """What one lifecycle event adds to the counters (names are the inputs of the figures of PRODUCT.md)."""
+    ticket, token, kind = event.ticket, event.event_id, event.kind
+    lead = ticket.lead_unit
+    if kind is EventKind.ticket_routed:
+        return [
+            *_everywhere(ticket, lead, day, token, created=1, routed=1),
+            *(_increment("unit", unit, day, token, assisted=1) for unit in ticket.assist_units),
+        ]
+    if kind is EventKind.ticket_manual:
+        return _everywhere(ticket, "", day, token, created=1, manual=1)
+    if kind is EventKind.ticket_grouped:
+        return _everywhere(ticket, lead, day, token, repeats=event.events_joined) if event.events_joined else []
+    if kind in (EventKind.ticket_returned, EventKind.ticket_reassigned):
+        returning = ticket.returned_by[-1] if kind is EventKind.ticket_returned and ticket.returned_by else ""
+        increments = [_increment("unit", returning, day, token, returned=1)] if returning else []
+        if kind is EventKind.ticket_returned:
+            increments.append(_increment("district", "all", day, token, returned=1))
+        if lead:  # routed again: the new unit has one more ticket
+            increments.append(_increment("unit", lead, day, token, routed=1))
+        return increments
+    if kind is EventKind.ticket_acknowledged:
+        return _everywhere(ticket, lead, day, token, acknowledged=1,
+                           acknowledged_in_time=_in_time(ticket.acknowledged_at, ticket.sign_for_due))
+    if kind is EventKind.ticket_resolved:
+        return _everywhere(ticket, lead, day, token, resolved=1,
+                           resolved_in_time=_in_time(ticket.resolved_at, ticket.resolve_due))
+    if kind is EventKind.ticket_callback_recorded and ticket.callback is not None:
+        callback = ticket.callback
+        satisfied = callback.satisfaction in (Satisfaction.satisfied, Satisfaction.basically_satisfied)
+        return _everywhere(ticket, lead, day, token, callbacks=1, callback_resolved=int(callback.resolved),
+                           callback_rated=int(callback.satisfaction is not None), satisfied=int(satisfied),
+                           closed=int(ticket.state is TicketState.closed))
+    if kind is EventKind.ticket_reopened:
+        return _everywhere(ticket, lead, day, token, reopened=1)
+    if kind is EventKind.ticket_supervised:
+        return _everywhere(ticket, lead, day, token, supervised=1)
+    if kind is EventKind.ticket_overdue:
+        return _everywhere(ticket, lead, day, token, **{f"overdue_{event.deadline or 'resolve'}": 1})
+    return []  # notes, extension requests and decisions, refusals: on the timeline, not in the figures
 
 
 def notification_increments(result: NotificationResult, day: str) -> list[Increment]:
@@ -109,6 +147,8 @@ class Projections:
                 "at": event.occurred_at,
                 "actor": event.actor,
                 "note": event.note,
+                "command_id": event.command_id,
+                "refusal_code": event.refusal_code,
             }
             update: dict[str, Any] = {}
             if ticket.version >= versions.get(ticket.ticket_id, 0):

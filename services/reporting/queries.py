@@ -14,7 +14,11 @@ from civicbus.mongo import counter_value
 from .projections import COUNTERS, TICKET_VIEWS
 
 HIDDEN_FIELDS = {"_id": 0}
-COUNT_FIELDS = ("created", "manual", "routed", "assisted", "repeats", "notified", "notify_failed")
+COUNT_FIELDS = (
+    "created", "manual", "routed", "assisted", "repeats", "returned", "acknowledged", "acknowledged_in_time",
+    "resolved", "resolved_in_time", "callbacks", "callback_resolved", "callback_rated", "satisfied", "closed",
+    "reopened", "supervised", "overdue_sign_for", "overdue_resolve", "notified", "notify_failed",
+)
 
 
 class ReportingQueries:

@@ -8,17 +8,20 @@ from civicbus.kafka import subscribe_batch
 from civicbus.district import District
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
-from civicbus.topics import EVENTS
+from civicbus.topics import COMMANDS, EVENTS
 
+from .commands import CommandHandler
 from .decide import TriageEngine
 from .handler import TriageHandler
+from .overdue import OverdueSweeper
 from .response_level import ResponseLevelState
 from .response_level import router as response_level_router
 from .store import TicketStore
 
 
 def create_app(settings: TriageSettings | None = None) -> FastAPI:
-    runtime = Runtime.build(settings or TriageSettings())
+    settings = settings or TriageSettings()
+    runtime = Runtime.build(settings)
     level = ResponseLevelState(runtime.db)
     handler = TriageHandler(TriageEngine(runtime.district), TicketStore(runtime.db), runtime.publisher, level)
 
@@ -28,6 +31,11 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
     runtime.on_district_change.append(use_new_rules)
     runtime.background.extend([watch_district, level.follow])
     subscribe_batch(runtime.broker, runtime.settings, EVENTS, "triage", handler, runtime.publisher)
+    commands = CommandHandler(lambda: handler.engine, handler.store, runtime.publisher, runtime.db)
+    subscribe_batch(runtime.broker, runtime.settings, COMMANDS, "triage", commands, runtime.publisher)
+    sweeper = OverdueSweeper(runtime.db, handler.store, runtime.publisher,
+                             interval=settings.overdue_sweep_s)
+    runtime.background.append(sweeper.run)
     app = service_app(
         runtime,
         title="civicbus triage",

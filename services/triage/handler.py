@@ -27,6 +27,7 @@ from civicbus.metrics import TICKETS_ROUTED
 from civicbus.topics import TICKETS
 
 from .decide import TriageEngine
+from .overdue import file_deadlines
 from .response_level import ResponseLevelState
 from .store import AlarmJoin, StoredTicket, TicketStore, alarm_group, repeat_group
 
@@ -62,7 +63,7 @@ class TriageHandler:
         self, engine: TriageEngine, store: TicketStore, publisher: Publisher, level: ResponseLevelState
     ) -> None:
         self.engine = engine  # replaced whole when the configuration is reloaded
-        self._store = store
+        self.store = store
         self._publisher = publisher
         self._level = level
 
@@ -93,7 +94,7 @@ class TriageHandler:
                 outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
         window = timedelta(hours=self.engine.district.routing.grouping.repeat_window_hours)
         repeat_keys = {event_id: tickets[0].repeat_key for event_id, tickets in decisions.items() if tickets[0].repeat_key}
-        open_groups = await self._store.open_tickets_of(
+        open_groups = await self.store.open_tickets_of(
             [alarm_group(fingerprint) for fingerprint in fingerprints.values()]
             + [repeat_group(key) for key in repeat_keys.values()]
         )
@@ -111,15 +112,16 @@ class TriageHandler:
                 self._plan_event(plan, item, decisions[event.event_id], stored, outcome)
 
         new_tickets = [entry.ticket for entry in plan.new]
-        stored_new, existing = await self._store.create(
+        stored_new, existing = await self.store.create(
             new_tickets, {entry.ticket.ticket_id: entry.offsets for entry in plan.new if entry.offsets}
         )
+        await file_deadlines(self.store.db, stored_new)
         # A "new" ticket that existed already was made by a redelivery of this batch: its joins were applied then.
-        await self._store.join_alarms([join for join in plan.alarm_joins.values() if join.ticket_id not in existing])
-        await self._store.join_repeats([(ticket_id, repeat) for ticket_id, repeat in plan.repeats
+        await self.store.join_alarms([join for join in plan.alarm_joins.values() if join.ticket_id not in existing])
+        await self.store.join_repeats([(ticket_id, repeat) for ticket_id, repeat in plan.repeats
                                         if ticket_id not in existing])
         touched = {*plan.joined, *plan.republish_created, *plan.republish_grouped} - existing
-        snapshots = await self._store.get_many(touched)
+        snapshots = await self.store.get_many(touched)
 
         lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new]
         for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):

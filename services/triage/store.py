@@ -22,7 +22,7 @@ from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 
 TICKETS_COLLECTION = "tickets"
 GROUPS_COLLECTION = "ticket_groups"
-INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids")
+INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands")
 RECENT_ALARM_IDS = 1000
 """How many of the latest alarm ids an alarm ticket remembers: the same alarm sent again by its platform (a retry
 with the same id, at a new offset) within that many repeats is recognised. Older repeats are only counted."""
@@ -34,6 +34,7 @@ class StoredTicket:
     group_offsets: dict[str, int] = field(default_factory=dict)
     repeat_event_ids: set[str] = field(default_factory=set)
     recent_event_ids: list[str] = field(default_factory=list)
+    applied_commands: set[str] = field(default_factory=set)
 
     def holds(self, event_id: str) -> bool:
         """Whether this event made or already joined the ticket."""
@@ -65,6 +66,7 @@ def _stored(document: dict[str, Any]) -> StoredTicket:
         {partition: int(offset) for partition, offset in document.get("group_offsets", {}).items()},
         set(document.get("repeat_event_ids", [])),
         list(document.get("recent_event_ids", [])),
+        set(document.get("applied_commands", [])),
     )
 
 
@@ -78,6 +80,7 @@ def repeat_group(repeat_key: str) -> str:
 
 class TicketStore:
     def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
         self._tickets = db[TICKETS_COLLECTION]
         self._groups = db[GROUPS_COLLECTION]
 

@@ -20,7 +20,8 @@ from civicbus.events import (
     TicketState,
 )
 from services.triage.decide import TriageEngine
-from services.triage.lifecycle import Applied, RefusalCode, Refused, apply
+from civicbus.refusals import RefusalCode
+from services.triage.lifecycle import Applied, Refused, apply
 
 NOW = datetime(2026, 11, 23, 2, tzinfo=UTC)  # Monday 10:00 in Shanghai
 LEAD = Actor(name="劳保所 张三", role="unit", unit="laobao")
@@ -120,7 +121,7 @@ def test_supervision_is_for_leaders(routed, district):
 
 
 def test_every_refusal_has_chinese_and_english_texts():
-    from services.triage.lifecycle import REFUSAL_TEXTS
+    from civicbus.refusals import REFUSAL_TEXTS
 
     assert set(REFUSAL_TEXTS) == set(RefusalCode)
     assert all(chinese and english.isascii() for chinese, english in REFUSAL_TEXTS.values())

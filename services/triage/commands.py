@@ -1,0 +1,141 @@
+"""Triage's command handler: commands on tickets in (civic.commands), transitions or refusals out (civic.tickets).
+
+One writer per ticket: commands are keyed by ticket id, so one consumer applies a ticket's commands in order.
+Each outcome is first written as a decision record (``command_results``, by command id, holding the events to
+publish), then applied to the ticket (which remembers the command ids it applied), then published. A command
+read again — a redelivery, or the same command id sent twice — finds its decision record: the ticket is brought up
+to it if the crash came before, its events are published again under the same ids, and nothing else happens.
+Intake reads the decision record to answer the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicbus.events import EventKind, Ticket, TicketCommand, TicketEvent, derived_event_id
+from civicbus.kafka import BatchOutcome, Consumed, Publisher
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.topics import TICKETS
+
+from .decide import TriageEngine
+from .lifecycle import Applied, Refused, apply
+from .overdue import file_deadlines
+from .redispatch import rerouted, with_new_deadlines
+from .store import TICKETS_COLLECTION, StoredTicket, TicketStore
+
+COMMAND_RESULTS = "command_results"
+# Fields a command never sets: the events consumer owns them (grouping), or they are bookkeeping.
+_NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats"}
+
+
+def decision_record(command: TicketCommand, outcome: Applied | Refused, events: list[TicketEvent]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "ticket_id": command.ticket_id,
+        "action": str(command.action),
+        "actor": command.actor.model_dump(),
+        "decided_at": datetime.now(UTC),
+        "events": [event.model_dump(mode="json") for event in events],
+    }
+    if isinstance(outcome, Refused):
+        record |= {"status": "refused", "code": str(outcome.code), "message": outcome.message,
+                   "message_en": outcome.message_en}
+    else:
+        record |= {"status": "applied", "transition": str(outcome.kind), "state": str(outcome.ticket.state)}
+    return record
+
+
+class CommandHandler:
+    def __init__(
+        self, engine: Callable[[], TriageEngine], store: TicketStore, publisher: Publisher, db: AsyncDatabase
+    ) -> None:
+        self._engine = engine  # the rules in force (they may be reloaded)
+        self._store = store
+        self._publisher = publisher
+        self._results = db[COMMAND_RESULTS]
+        self._tickets = db[TICKETS_COLLECTION]
+
+    async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        commands: dict[str, TicketCommand] = {}
+        for item in batch:
+            commands.setdefault(item.event.event_id, item.event)
+        outcome.duplicates = len(batch) - len(commands)
+        decided = await find_by_ids(self._results, commands)
+        stored = await self._store.get_many({command.ticket_id for command in commands.values()})
+        current: dict[str, Ticket] = {ticket_id: item.ticket for ticket_id, item in stored.items()}
+        engine = self._engine()
+        now = datetime.now(UTC)
+
+        records: dict[str, dict[str, Any]] = {}
+        to_publish: list[TicketEvent] = []
+        for command_id, command in commands.items():
+            if command_id in decided:
+                outcome.duplicates += 1
+                to_publish.extend(TicketEvent.model_validate(event) for event in decided[command_id]["events"])
+                continue
+            result = apply(current.get(command.ticket_id), command, now, engine.district)
+            events = []
+            if isinstance(result, Applied):
+                ticket = result.ticket
+                if result.reroute:
+                    ticket = rerouted(engine, ticket, now)
+                elif result.new_deadlines:
+                    ticket = with_new_deadlines(engine, ticket, now)
+                current[command.ticket_id] = ticket
+                events.append(self._event(command, result.kind, ticket, result.note))
+            elif command.ticket_id in current:
+                # The refusal is part of the ticket's audit trail too.
+                events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
+                                          result.message, refusal_code=str(result.code)))
+            records[command_id] = decision_record(command, result, events)
+            to_publish.extend(events)
+
+        await insert_missing(self._results, records)
+        await self._bring_tickets_up_to(commands, {**decided, **records}, stored)
+        await self._publisher.publish(TICKETS, to_publish)
+        return outcome
+
+    async def _bring_tickets_up_to(
+        self, commands: dict[str, TicketCommand], records: dict[str, dict[str, Any]], stored: dict[str, StoredTicket]
+    ) -> None:
+        """Write each ticket's state after its applied commands, once: a command the ticket already remembers is
+        not applied again."""
+        latest: dict[str, dict[str, Any]] = {}
+        applied: dict[str, list[str]] = {}
+        for command_id, command in commands.items():
+            record = records[command_id]
+            holder = stored.get(command.ticket_id)
+            if record["status"] != "applied" or holder is None or command_id in holder.applied_commands:
+                continue
+            applied.setdefault(command.ticket_id, []).append(command_id)
+            latest[command.ticket_id] = record["events"][-1]["ticket"]
+        operations = []
+        for ticket_id, snapshot in latest.items():
+            fields = {name: value for name, value in Ticket.model_validate(snapshot).model_dump(mode="python").items()
+                      if name not in _NOT_SET_BY_COMMANDS}
+            operations.append(UpdateOne(
+                {"_id": ticket_id},
+                {"$set": fields, "$inc": {"version": len(applied[ticket_id])},
+                 "$addToSet": {"applied_commands": {"$each": applied[ticket_id]}}},
+            ))
+        await bulk_write(self._tickets, operations)
+        await file_deadlines(self._tickets.database, (Ticket.model_validate(snapshot) for snapshot in latest.values()))
+
+    @staticmethod
+    def _event(command: TicketCommand, kind: EventKind, ticket: Ticket, note: str, refusal_code: str = "") -> TicketEvent:
+        return TicketEvent(
+            event_id=derived_event_id(command.event_id, "outcome"),
+            kind=kind,
+            source="civicbus.triage",
+            correlation_id=command.correlation_id,
+            ticket=ticket,
+            actor=command.actor.name,
+            note=note,
+            command_id=command.event_id,
+            refusal_code=refusal_code,
+        )

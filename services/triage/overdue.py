@@ -1,0 +1,130 @@
+"""Overdue detection (超期): one ``ticket.overdue`` event per ticket per missed deadline, however many triage
+replicas sweep and however often they restart.
+
+Deadlines are filed in minute buckets (``deadline_buckets``, ``_id`` = the minute, e.g. ``202611251030``), so a
+sweep reads the few buckets since the last sweep by ``_id`` instead of scanning every ticket. A missed deadline is
+claimed in ``overdue_claims`` (``_id`` = ticket, deadline and due time) before it is published: of several
+replicas only the one whose write created the claim publishes. A claim not yet marked published (a crash between
+the two) is published again by a later sweep under the same event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicbus.events import EventKind, Ticket, TicketEvent, TicketState, derived_event_id
+from civicbus.kafka import Publisher
+from civicbus.logs import get_logger
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
+from civicbus.topics import TICKETS
+
+from .store import TICKETS_COLLECTION, TicketStore
+
+log = get_logger(__name__)
+BUCKETS = "deadline_buckets"
+CLAIMS = "overdue_claims"
+SWEEP_STATE = "settings"
+SWEEP_STATE_ID = "overdue_sweep"
+OVERLAP = timedelta(minutes=5)  # each sweep looks back this far: late writes and unpublished claims are caught
+FIRST_LOOK_BACK = timedelta(days=1)
+PENDING = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
+DEADLINE_NAMES = {"sign_for": "签收", "resolve": "办结"}
+
+
+def minute_id(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def _minutes(start: datetime, end: datetime) -> list[str]:
+    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
+    ids = []
+    while moment <= end:
+        ids.append(minute_id(moment))
+        moment += timedelta(minutes=1)
+    return ids
+
+
+async def file_deadlines(db: AsyncDatabase, tickets: Iterable[Ticket]) -> None:
+    """Put each ticket's deadlines in their minute buckets (idempotent)."""
+    entries: dict[str, list[str]] = {}
+    for ticket in tickets:
+        for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due)):
+            if due is not None:
+                entries.setdefault(minute_id(due), []).append(f"{ticket.ticket_id}|{deadline}")
+    if entries:
+        await upsert_by_id(db[BUCKETS], {bucket: {"$addToSet": {"entries": {"$each": names}}}
+                                         for bucket, names in entries.items()})
+
+
+class OverdueSweeper:
+    def __init__(self, db: AsyncDatabase, store: TicketStore, publisher: Publisher,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), interval: float = 15.0) -> None:
+        self._db = db
+        self._store = store
+        self._publisher = publisher
+        self._clock = clock
+        self._interval = interval
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Publish what became overdue up to ``now``; returns how many events this sweep published."""
+        now = now or self._clock()
+        state = await self._db[SWEEP_STATE].find_one({"_id": SWEEP_STATE_ID}) or {}
+        since = state.get("swept_until", now - FIRST_LOOK_BACK) - OVERLAP
+        buckets = await find_by_ids(self._db[BUCKETS], _minutes(since, now))
+        candidates = {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
+        tickets = await self._store.get_many({entry.split("|", 1)[0] for entry in candidates})
+        due: dict[str, tuple[Ticket, str, datetime]] = {}
+        for entry in candidates:
+            ticket_id, deadline = entry.split("|", 1)
+            stored = tickets.get(ticket_id)
+            if stored is None:
+                continue
+            ticket = stored.ticket
+            moment = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+            if moment is None or moment > now or ticket.state not in PENDING[deadline] or deadline in ticket.overdue:
+                continue  # not due yet, done in time, or moved (an extension) to another bucket
+            due[f"{ticket_id}|{deadline}|{moment.isoformat()}"] = (ticket, deadline, moment)
+        created = await insert_missing(self._db[CLAIMS], {claim: {"published": False, "claimed_at": now}
+                                                          for claim in due})
+        unpublished = await find_by_ids(self._db[CLAIMS], [claim for claim in due if claim not in created])
+        mine = created | {claim for claim, document in unpublished.items()
+                          if not document.get("published") and document["claimed_at"] < now - OVERLAP / 5}
+        events = [self._event(*due[claim]) for claim in sorted(mine)]
+        await bulk_write(self._db[TICKETS_COLLECTION], [
+            UpdateOne({"_id": event.ticket.ticket_id}, {"$addToSet": {"overdue": event.deadline}, "$inc": {"version": 1}})
+            for event in events
+        ])
+        await self._publisher.publish(TICKETS, events)
+        await bulk_write(self._db[CLAIMS], [UpdateOne({"_id": claim}, {"$set": {"published": True}}) for claim in mine])
+        await upsert_by_id(self._db[SWEEP_STATE], {SWEEP_STATE_ID: {"$max": {"swept_until": now}}})
+        return len(events)
+
+    @staticmethod
+    def _event(ticket: Ticket, deadline: str, moment: datetime) -> TicketEvent:
+        overdue = ticket.model_copy(update={"overdue": [*ticket.overdue, deadline], "version": ticket.version + 1})
+        return TicketEvent(
+            event_id=derived_event_id(ticket.ticket_id, EventKind.ticket_overdue, deadline, moment.isoformat()),
+            kind=EventKind.ticket_overdue,
+            source="civicbus.triage",
+            occurred_at=moment,
+            correlation_id=ticket.source_event_id,
+            ticket=overdue,
+            note=f"已超过{DEADLINE_NAMES[deadline]}时限",
+            deadline=deadline,  # type: ignore[arg-type]
+        )
+
+    async def run(self, _: Any = None) -> None:
+        while True:
+            try:
+                published = await self.sweep()
+                if published:
+                    log.info("overdue tickets published", count=published)
+            except Exception as error:  # MongoDB or Kafka briefly away: the next sweep looks back far enough
+                log.warning("overdue sweep failed", error=str(error))
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,54 @@
+"""Routing and deadlines again, for a ticket already made: after 退单 (without the units that returned it), and
+fresh deadlines after 改派, 反弹 and 重办."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from civicbus.events import ResponseLevel, RoutingExplanation, Ticket, TicketState
+
+from .decide import TriageEngine
+from .deadlines import compute_deadlines
+
+
+def with_new_deadlines(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:
+    district = engine.district
+    policy_id = ticket.deadline_policy or district.deadlines.default_policy
+    factor = district.deadlines.heightened.deadline_factor if ticket.response_level is ResponseLevel.heightened else 1.0
+    deadlines = compute_deadlines(engine.calendar, policy_id, district.deadlines.policies[policy_id], now, factor)
+    return ticket.model_copy(update={"sign_for_due": deadlines.sign_for_due, "resolve_due": deadlines.resolve_due,
+                                     "overdue": []})
+
+
+def rerouted(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:
+    """Route again by the rules, skipping every unit that returned the ticket; the dispatcher if none is left."""
+    labels = {
+        "kind": ticket.event_kind.split(".", 1)[0],
+        "source": ticket.event_source,
+        "severity": str(ticket.severity),
+        "category": ticket.category,
+        "category_root": ticket.category.split(".", 1)[0],
+        "area": ticket.area,
+    }
+    excluded = set(ticket.returned_by)
+    for assignment in engine.router.assign(labels):
+        if assignment.lead_unit and assignment.lead_unit not in excluded:
+            explanation = ticket.explanation.model_copy(
+                update={"route_path": assignment.match.names, "manual_reason": "",
+                        "matched": [str(matcher) for matcher in assignment.match.route.parsed_matchers]}
+            )
+            routed = ticket.model_copy(update={
+                "state": TicketState.routed,
+                "lead_unit": assignment.lead_unit,
+                "assist_units": [unit for unit in assignment.assist_units if unit not in excluded],
+                "leader": assignment.leader,
+                "explanation": explanation,
+            })
+            return with_new_deadlines(engine, routed, now)
+    returned = "、".join(engine.district.units[unit].name for unit in ticket.returned_by if unit in engine.district.units)
+    explanation: RoutingExplanation = ticket.explanation.model_copy(
+        update={"manual_reason": f"已被{returned}退单，规则中没有其他可派单位"}
+    )
+    manual = ticket.model_copy(update={"state": TicketState.manual, "lead_unit": "", "assist_units": [], "leader": "",
+                                       "explanation": explanation})
+    return with_new_deadlines(engine, manual, now)
