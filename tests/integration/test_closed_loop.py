@@ -1,0 +1,143 @@
+"""The closed loop through the real broker and store: every transition and refusal by HTTP, idempotent commands,
+re-routing after 退单, the timeline, and overdue events exactly once across two sweeper replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from civicbus.auth import Role, create_key
+from civicbus.events import TicketEvent
+from services.triage.overdue import OverdueSweeper
+from services.triage.store import TicketStore
+
+from .conftest import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def keys(mongo) -> dict[str, dict[str, str]]:
+    async def key(name: str, role: Role, unit: str = "") -> dict[str, str]:
+        return {"X-API-Key": await create_key(mongo, name, role, unit)}
+
+    return {
+        "laobao": await key("劳动保障所 张三", Role.unit, "laobao"),
+        "sifa": await key("司法所 李四", Role.unit, "sifa"),
+        "dispatcher": await key("综治中心 王五", Role.unit, "pingan"),
+        "leader": await key("郑秀英", Role.leader),
+    }
+
+
+async def _new_ticket(http, services, mongo, content: str, **extra) -> dict:
+    response = await http.post(f"{services['intake'].base_url}/v1/complaints", json={"content": content, **extra})
+    event_id = response.json()["event_id"]
+    return await eventually(lambda: mongo["tickets"].find_one({"source_event_id": event_id}), what="the ticket")
+
+
+async def _command(http, services, ticket_id: str, path: str, headers: dict, body: dict | None = None,
+                   command_id: str | None = None):
+    headers = {**headers, **({"Command-Id": command_id} if command_id else {})}
+    return await http.post(f"{services['intake'].base_url}/v1/tickets/{ticket_id}/{path}", json=body or {},
+                           headers=headers)
+
+
+async def test_every_transition_and_refusal_by_http(http, services, mongo, keys):
+    ticket = await _new_ticket(http, services, mongo, "工地老板拖欠农民工工资两个月，要求帮忙讨薪")
+    ticket_id = ticket["ticket_id"]
+    assert ticket["lead_unit"] == "laobao"
+    go = lambda path, who, body=None, **kw: _command(http, services, ticket_id, path, keys[who], body, **kw)  # noqa: E731
+
+    early = await go("resolve", "laobao", {"result": "已处理"})
+    assert early.status_code == 409
+    assert early.json()["code"] == "wrong_state" and "须先签收" in early.json()["message"]
+    assert (await go("sign-for", "sifa")).json()["code"] == "not_allowed"
+
+    signed = await go("sign-for", "laobao", {"note": "已安排人员"}, command_id="sign-1")
+    assert signed.status_code == 200 and signed.json()["state"] == "acknowledged"
+    again = await go("sign-for", "laobao", {"note": "已安排人员"}, command_id="sign-1")
+    assert again.status_code == 200 and again.json() == signed.json(), "same command id, same answer"
+
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    assert (await go("extension-requests", "laobao", {"until": until, "note": "需协调住建部门"})).status_code == 200
+    assert (await go("extension-decisions", "laobao", {"grant": True})).json()["code"] == "not_allowed"
+    assert (await go("extension-decisions", "leader", {"grant": True})).status_code == 200
+    assert (await go("notes", "laobao", {"note": "已约谈企业负责人"})).status_code == 200
+    assert (await go("supervise", "leader", {"note": "请本周内办结"})).status_code == 200
+    assert (await go("resolve", "laobao", {"result": "已追回工资3.2万元", "attachments": ["https://x/1.jpg"]})).status_code == 200
+    rework = await go("callback", "dispatcher", {"resolved": False, "note": "群众反映仍未到账"})
+    assert rework.json()["state"] == "acknowledged", "不满意 → 重办"
+    assert (await go("resolve", "laobao", {"result": "工资已全部到账"})).status_code == 200
+    closed = await go("callback", "dispatcher", {"resolved": True, "satisfaction": "satisfied"})
+    assert closed.json()["state"] == "closed"
+    assert (await go("notes", "laobao", {"note": "补充"})).json()["code"] == "wrong_state"
+    reopened = await go("reopen", "dispatcher", {"note": "问题反弹"})
+    assert reopened.json()["state"] == "routed"
+
+    stored = await mongo["tickets"].find_one({"_id": ticket_id})
+    assert stored["reopen_count"] == 1 and stored["rework_count"] == 1 and stored["supervision_count"] == 1
+    assert stored["resolve_due"] != ticket["resolve_due"]
+
+    reporting = services["reporting"].base_url
+
+    async def full_timeline() -> list | None:
+        view = (await http.get(f"{reporting}/v1/tickets/{ticket_id}")).json()
+        return view["timeline"] if len(view.get("timeline", [])) >= 15 else None
+
+    timeline = await eventually(full_timeline, what="every transition and refusal on the timeline")
+    kinds = [entry["kind"] for entry in sorted(timeline, key=lambda entry: entry["at"])]
+    assert kinds.count("ticket.acknowledged") == 1, "the repeated sign-for changed nothing"
+    assert kinds.count("ticket.command_refused") == 4
+    assert {"ticket.extension_requested", "ticket.extension_decided", "ticket.note_added", "ticket.supervised",
+            "ticket.resolved", "ticket.callback_recorded", "ticket.reopened"} <= set(kinds)
+    refusal = next(entry for entry in timeline if entry["refusal_code"] == "wrong_state")
+    assert refusal["actor"] == "劳动保障所 张三" and "须先签收" in refusal["note"]
+
+
+async def test_a_returned_ticket_is_routed_again_without_the_unit_and_the_new_unit_is_told(http, services, mongo, keys, sink):
+    ticket = await _new_ticket(http, services, mongo, "装修公司拖欠工人工资")
+    response = await _command(http, services, ticket["ticket_id"], "return", keys["laobao"],
+                              {"reason": "overlapping_duties", "note": "属劳动争议，应由司法所调解"})
+    assert response.status_code == 200
+    stored = await mongo["tickets"].find_one({"_id": ticket["ticket_id"]})
+    assert stored["returned_by"] == ["laobao"]
+    assert stored["lead_unit"] != "laobao"
+    if stored["state"] == "manual":
+        path, expected = "/robot/pingan", "待人工派单"
+    else:
+        path, expected = f"/robot/{stored['lead_unit']}", "退单改派"
+
+    async def told() -> list:
+        return [m for m in sink.to(path) if m.body["ticket_id"] == ticket["ticket_id"] and expected in m.body["text"]]
+
+    await eventually(told, what="the message to whoever has the ticket now")
+    refused = await _command(http, services, "SF-NO-SUCH", "sign-for", keys["laobao"])
+    assert refused.status_code == 409 and refused.json()["code"] == "ticket_not_found"
+
+
+async def test_overdue_events_are_published_once_per_deadline_across_two_sweepers(http, services, mongo, stack):
+    ticket = await _new_ticket(http, services, mongo, f"工地脚手架倒塌有人被困 {uuid.uuid4().hex[:4]}",
+                               severity="critical")
+    ticket_id = ticket["ticket_id"]
+    publisher = services["triage"].app.state.runtime.publisher
+    replicas = [OverdueSweeper(mongo, TicketStore(mongo), publisher) for _ in range(2)]
+    sign_for_missed = ticket["sign_for_due"] + timedelta(minutes=1)
+    for _ in range(2):  # two rounds: a restart, or the next sweep, finds nothing new
+        await asyncio.gather(*(replica.sweep(sign_for_missed) for replica in replicas))
+    resolve_missed = ticket["resolve_due"] + timedelta(minutes=1)
+    await asyncio.gather(*(replica.sweep(resolve_missed) for replica in replicas))
+
+    async def overdue_events() -> list | None:
+        events = [TicketEvent.model_validate_json(record.value) for record in await read_topic(stack, "civic.tickets")]
+        mine = [event for event in events if event.kind == "ticket.overdue" and event.ticket.ticket_id == ticket_id]
+        return mine if len(mine) >= 2 else None
+
+    events = await eventually(overdue_events, what="the overdue events")
+    await asyncio.sleep(1)
+    events = await overdue_events()
+    assert sorted(event.deadline for event in events) == ["resolve", "sign_for"], "exactly one per deadline"
+    stored = await mongo["tickets"].find_one({"_id": ticket_id})
+    assert sorted(stored["overdue"]) == ["resolve", "sign_for"]
