@@ -15,6 +15,7 @@ from rich.table import Table
 
 from civicbus import devstack
 from civicbus.service import SERVICES
+from services.triage.learned_cli import classifier_app
 
 app = typer.Typer(help="civicbus — event hub for grassroots governance (基层治理事件中枢).", no_args_is_help=True)
 dev_app = typer.Typer(help="The embedded development stack: Kafka (KRaft) and FerretDB.", no_args_is_help=True)
@@ -29,8 +30,17 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(routes_app, name="routes")
 app.add_typer(level_app, name="response-level")
+app.add_typer(classifier_app, name="classifier")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+@app.callback()
+def _quiet_logs() -> None:
+    """Commands print what they mean to say; library chatter only when something is wrong."""
+    from civicbus.logs import configure_logging
+
+    configure_logging("WARNING")
 err_console = Console(stderr=True)
 
 

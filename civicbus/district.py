@@ -261,6 +261,9 @@ class Grouping(Strict):
     repeat_window_hours: float = Field(
         default=168, gt=0, description="a complaint about the same category and place within this time is a 重复件"
     )
+    recurrence_window_days: float = Field(
+        default=30, gt=0, description="such a complaint within this time after 办结 reopens the ticket (反弹)"
+    )
 
 
 class RoutingFile(Strict):

@@ -48,7 +48,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # tests capture logs after services configured them
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The Kafka client's own chatter (rebalances, coordinator look-ups) only when something is wrong.

@@ -21,3 +21,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   echo "$wanted" > "$stamp"
 fi
+# The sample configuration's learned classifier (not versioned: trained in seconds from the versioned corpus).
+if [ ! -f config/sample/models/classifier.joblib ] \
+  || [ config/sample/training/work_orders.csv -nt config/sample/models/classifier.joblib ]; then
+  .venv/bin/civicbus classifier train config/sample/training/work_orders.csv --text-column 内容 --label-column 类别 \
+    --config config/sample --quiet >/dev/null
+fi

@@ -4,17 +4,26 @@ All keywords and exclusion phrases of the category tree go into one Aho-Corasick
 once whatever the number of rules. The order of evidence: an upstream category code the 12345 platform sent; an
 alarm's type; then keywords (an inspection line narrows them to its branch of the tree). Every answer carries its
 evidence: the keywords found, the score and a confidence (the winner's share of all scores).
+
+The learned layer (``learned.py``), when a model is configured, is consulted wherever the rules read text (not for
+upstream codes or alarm types): its answer and probability go into the evidence; where no keyword is found and it is
+confident (≥ ``min_probability``) it decides (method ``model``); where keywords decided and a confident model says
+otherwise, the rules' answer is kept and the disagreement is marked, so the decision goes to the manual queue.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ahocorasick
 
-from civicbus.district import District
+from civicbus.district import District, LearnedModelSettings
 from civicbus.events import CategoryEvidence
+
+if TYPE_CHECKING:
+    from .learned import TrainedModel
 
 FALLBACK_CATEGORY = "other"
 
@@ -23,6 +32,8 @@ FALLBACK_CATEGORY = "other"
 class Classification:
     code: str
     evidence: CategoryEvidence
+    disagreement: bool = False
+    """the keyword rules decided, and the learned model confidently named another category"""
 
 
 @dataclass(frozen=True)
@@ -33,8 +44,13 @@ class _Rule:
 
 
 class Classifier:
-    def __init__(self, district: District) -> None:
+    def __init__(self, district: District, model: TrainedModel | None = None) -> None:
         self._district = district
+        self.model = model
+        settings = district.categories.model
+        self.min_probability: float = (
+            settings.min_probability if settings else LearnedModelSettings.model_fields["min_probability"].default
+        )
         self._automaton = ahocorasick.Automaton()
         rules: dict[str, list[_Rule]] = defaultdict(list)
         self._upstream: dict[str, str] = {}
@@ -78,6 +94,12 @@ class Classifier:
             )
         branch = self._inspection_types.get(inspection_type, "")
         scores, found = self._score(text, branch)
+        # An inspection line narrows the model to its branch too (probabilities not renormalised).
+        prediction = self.model.predict(text, within=branch) if self.model is not None and text.strip() else None
+        model = {"model_label": prediction.label, "model_probability": prediction.probability} if prediction else {}
+        confident = (
+            prediction if prediction and prediction.label and prediction.probability >= self.min_probability else None
+        )
         if scores:
             ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
             best, best_score = ranked[0]
@@ -90,11 +112,20 @@ class Classifier:
                     score=best_score,
                     confidence=round(best_score / sum(scores.values()), 3),
                     runner_up=runner_up,
+                    **model,
                 ),
+                disagreement=confident is not None and confident.label != best,
+            )
+        if confident is not None:
+            return Classification(
+                confident.label,
+                CategoryEvidence(method="model", confidence=confident.probability, runner_up=confident.runner_up, **model),
             )
         if branch:
-            return Classification(branch, CategoryEvidence(method="inspection_type", keywords=[inspection_type], confidence=1.0))
-        return Classification(self.fallback, CategoryEvidence(method="none", confidence=0.0))
+            return Classification(
+                branch, CategoryEvidence(method="inspection_type", keywords=[inspection_type], confidence=1.0, **model)
+            )
+        return Classification(self.fallback, CategoryEvidence(method="none", confidence=0.0, **model))
 
     def _score(self, text: str, branch: str) -> tuple[dict[str, float], dict[str, set[str]]]:
         if not self._has_rules or not text:

@@ -44,8 +44,10 @@ class Decision:
 
 class TriageEngine:
     def __init__(self, district: District) -> None:
+        from .learned import load_district_model  # the model named in categories.yaml, if any (sklearn only then)
+
         self.district = district
-        self.classifier = Classifier(district)
+        self.classifier = Classifier(district, load_district_model(district))
         self.locator = Locator(district)
         self.router = Router(district)
         self.calendar = WorkingCalendar(district.deadlines, district.timezone)
@@ -97,14 +99,34 @@ class TriageEngine:
         return Decision(classification, located, labels, tickets)
 
     def _low_confidence_reason(self, classification: Classification) -> str:
+        """Why the classification is not sure enough to route by (人工派单原因), or "" when it is: the rules and a
+        confident model disagree; the keywords barely decide; or the model alone answered, unsure."""
         evidence = classification.evidence
+        path = self.district.category_path
+        if classification.disagreement:
+            return (
+                f"规则与模型分类不一致：规则判定为“{path(classification.code)}”（关键词：{'、'.join(evidence.keywords)}），"
+                f"模型判定为“{path(evidence.model_label)}”（概率 {evidence.model_probability:.2f}）"
+            )
+        min_probability = self.classifier.min_probability
+        if evidence.method == "model" and evidence.model_probability < min_probability:
+            return (
+                f"模型分类概率低（{evidence.model_probability:.2f} < {min_probability:.2f}）：未命中关键词，"
+                f"模型判定为“{path(evidence.model_label)}”"
+            )
+        if evidence.method == "none" and evidence.model_label:
+            return (
+                f"未命中关键词，模型分类概率低（{evidence.model_probability:.2f} < {min_probability:.2f}）："
+                f"模型判定为“{path(evidence.model_label)}”"
+            )
         threshold = self.district.categories.min_confidence
         if evidence.method != "keywords" or evidence.confidence >= threshold:
             return ""
-        runner_up = self.district.category_path(evidence.runner_up) if evidence.runner_up else "无"
+        runner_up = path(evidence.runner_up) if evidence.runner_up else "无"
+        model = f"；模型判定为“{path(evidence.model_label)}”（概率 {evidence.model_probability:.2f}）" if evidence.model_label else ""
         return (
             f"分类置信度低（{evidence.confidence:.2f} < {threshold:.2f}）：最可能为"
-            f"“{self.district.category_path(classification.code)}”，其次为“{runner_up}”"
+            f"“{path(classification.code)}”，其次为“{runner_up}”{model}"
         )
 
     def _ticket(

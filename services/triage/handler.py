@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from civicbus.events import (
+    Action,
+    Actor,
     AlarmRaised,
     EventKind,
     Repeat,
     Ticket,
+    TicketCommand,
     TicketEvent,
     TicketState,
     derived_event_id,
@@ -24,7 +27,7 @@ from civicbus.events import (
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
 from civicbus.logs import get_logger
 from civicbus.metrics import TICKETS_ROUTED
-from civicbus.topics import TICKETS
+from civicbus.topics import COMMANDS, TICKETS
 
 from .decide import TriageEngine
 from .overdue import file_deadlines
@@ -55,6 +58,7 @@ class _Plan:
     joined: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     republish_created: set[str] = field(default_factory=set)
     republish_grouped: set[str] = field(default_factory=set)
+    reopens: list[TicketCommand] = field(default_factory=list)
     correlation: dict[str, str] = field(default_factory=dict)
 
 
@@ -94,7 +98,9 @@ class TriageHandler:
                 outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
         window = timedelta(hours=self.engine.district.routing.grouping.repeat_window_hours)
         repeat_keys = {event_id: tickets[0].repeat_key for event_id, tickets in decisions.items() if tickets[0].repeat_key}
-        open_groups = await self.store.open_tickets_of(
+        grouping = self.engine.district.routing.grouping
+        recurrence_window = timedelta(days=grouping.recurrence_window_days)
+        groups = await self.store.tickets_of(
             [alarm_group(fingerprint) for fingerprint in fingerprints.values()]
             + [repeat_group(key) for key in repeat_keys.values()]
         )
@@ -104,10 +110,17 @@ class TriageHandler:
             event = item.event
             if event.event_id in fingerprints:
                 fingerprint = fingerprints[event.event_id]
-                self._plan_alarm(plan, item, fingerprint, open_groups.get(alarm_group(fingerprint)), outcome)
+                stored = groups.get(alarm_group(fingerprint))
+                self._plan_alarm(plan, item, fingerprint, stored if stored and stored.is_open else None, outcome)
             elif event.event_id in decisions:
-                stored = open_groups.get(repeat_group(repeat_keys.get(event.event_id, "")))
-                if stored and stored.ticket.created_at < event.recorded_at - window:
+                stored = groups.get(repeat_group(repeat_keys.get(event.event_id, "")))
+                if stored and not stored.is_open:
+                    done_at = stored.ticket.closed_at or stored.ticket.resolved_at
+                    if done_at and done_at >= event.recorded_at - recurrence_window and not stored.holds(event.event_id):
+                        self._plan_recurrence(plan, item, stored)
+                        continue
+                    stored = None  # long solved: this complaint is a new problem
+                elif stored and stored.ticket.created_at < event.recorded_at - window:
                     stored = None  # an old problem: this complaint starts a new ticket
                 self._plan_event(plan, item, decisions[event.event_id], stored, outcome)
 
@@ -132,6 +145,7 @@ class TriageHandler:
                 lifecycle.append(self._grouped(snapshots[ticket_id], plan.joined.get(ticket_id, 0),
                                                plan.correlation[ticket_id]))
         await self._publisher.publish(TICKETS, lifecycle)
+        await self._publisher.publish(COMMANDS, plan.reopens)
 
         for ticket in stored_new:
             if ticket.ticket_id not in existing:
@@ -214,6 +228,24 @@ class TriageHandler:
         entries = self._add_new(plan, item, tickets)
         if repeat_key:
             plan.new_by_group[group] = entries[0]
+
+    def _plan_recurrence(self, plan: _Plan, item: Consumed, stored: StoredTicket) -> None:
+        """The problem is back after it was resolved (反弹): link the complaint and have the ticket reopened —
+        through a command, so the ticket's state keeps its one writer."""
+        ticket_id = stored.ticket.ticket_id
+        plan.correlation.setdefault(ticket_id, item.event.correlation_id)
+        plan.repeats.append((ticket_id, self._repeat(item)))
+        plan.joined[ticket_id] += 1
+        data = item.event.data
+        plan.reopens.append(TicketCommand(
+            event_id=derived_event_id(item.event.event_id, "recurrence"),
+            source="civicbus.triage",
+            correlation_id=item.event.correlation_id,
+            ticket_id=ticket_id,
+            action=Action.reopen,
+            actor=Actor(name="civicbus.triage", role="system"),
+            note=f"问题反弹：办结后再次收到同一地点同类投诉（{getattr(data, 'external_id', '') or item.event.event_id}）",
+        ))
 
     @staticmethod
     def _repeat(item: Consumed) -> Repeat:

@@ -137,16 +137,12 @@ class TicketStore:
         found = await self.get_many([ticket_id])
         return found[ticket_id].ticket if found else None
 
-    async def open_tickets_of(self, groups: Iterable[str]) -> dict[str, StoredTicket]:
-        """group → its open ticket, for the groups that have one."""
+    async def tickets_of(self, groups: Iterable[str]) -> dict[str, StoredTicket]:
+        """group → the latest ticket of its problem (open or not), for the groups that have one."""
         pointers = await find_by_ids(self._groups, groups)
         tickets = await self.get_many(pointer["ticket_id"] for pointer in pointers.values())
-        result = {}
-        for group, pointer in pointers.items():
-            stored = tickets.get(pointer["ticket_id"])
-            if stored is not None and stored.is_open:
-                result[group] = stored
-        return result
+        return {group: tickets[pointer["ticket_id"]] for group, pointer in pointers.items()
+                if pointer["ticket_id"] in tickets}
 
     async def join_alarms(self, joins: Sequence[AlarmJoin]) -> None:
         """Add each join's alarms to its ticket and record the partition's offset reached, in one update each."""

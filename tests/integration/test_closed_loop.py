@@ -141,3 +141,39 @@ async def test_overdue_events_are_published_once_per_deadline_across_two_sweeper
     assert sorted(event.deadline for event in events) == ["resolve", "sign_for"], "exactly one per deadline"
     stored = await mongo["tickets"].find_one({"_id": ticket_id})
     assert sorted(stored["overdue"]) == ["resolve", "sign_for"]
+
+
+async def test_the_same_complaint_after_closure_reopens_the_ticket_as_a_recurrence(http, services, mongo, keys):
+    body = {"content": "商铺油烟直排，熏得开不了窗", "address": "金域华府"}
+    ticket = await _new_ticket(http, services, mongo, **body)
+    ticket_id = ticket["ticket_id"]
+    lead = ticket["lead_unit"]
+    lead_key = {"X-API-Key": await create_key(mongo, f"{lead} 经办人", Role.unit, lead)}
+    assert (await _command(http, services, ticket_id, "sign-for", lead_key)).status_code == 200
+    assert (await _command(http, services, ticket_id, "resolve", lead_key, {"result": "已加装油烟净化器"})).status_code == 200
+    closed = await _command(http, services, ticket_id, "callback", keys["dispatcher"],
+                            {"resolved": True, "satisfaction": "basically_satisfied"})
+    assert closed.json()["state"] == "closed"
+
+    again = await http.post(f"{services['intake'].base_url}/v1/complaints",
+                            json={**body, "content": "油烟又来了，问题没解决"})
+    event_id = again.json()["event_id"]
+
+    async def reopened() -> dict | None:
+        stored = await mongo["tickets"].find_one({"_id": ticket_id})
+        return stored if stored["state"] == "routed" and stored["reopen_count"] == 1 else None
+
+    stored = await eventually(reopened, what="the ticket reopened as a recurrence (反弹)")
+    assert [repeat["event_id"] for repeat in stored["repeats"]] == [event_id]
+    assert await mongo["tickets"].count_documents({"source_event_id": event_id}) == 0, "no new ticket"
+
+
+async def test_commands_are_documented_with_their_reason_codes(services):
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        document = (await client.get(f"{services['intake'].base_url}/openapi.json")).json()
+    operation = document["paths"]["/v1/tickets/{ticket_id}/sign-for"]["post"]
+    assert "409" in operation["responses"]
+    for code, (chinese, english) in __import__("civicbus.refusals", fromlist=["x"]).REFUSAL_TEXTS.items():
+        assert f"`{code}` | {chinese} | {english}" in operation["description"]
