@@ -36,7 +36,7 @@ async def main(alarms: int, devices: int) -> None:
     runtime = Runtime.build(settings)
     handler = TriageHandler(TriageEngine(runtime.district), TicketStore(runtime.db), runtime.publisher,
                             ResponseLevelState(runtime.db))
-    subscribe_batch(runtime.broker, settings, EVENTS, "triage", handler, runtime.publisher)
+    subscribe_batch(runtime.broker, settings, EVENTS, handler, runtime.publisher)
 
     names = [f"BENCH-{uuid.uuid4().hex[:6]}" for _ in range(devices)]
     events = [

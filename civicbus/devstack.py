@@ -102,6 +102,7 @@ def _installed(marker: Path, fingerprint: str) -> bool:
 class Component:
     name: str
     process_marker: str  # a word of its command line, to tell our process from a recycled pid
+    started_pid: int = 0  # the process this command started, if any
 
     @property
     def pid_file(self) -> Path:
@@ -130,6 +131,7 @@ class Component:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        object.__setattr__(self, "started_pid", process.pid)
         return process.pid
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -147,6 +149,16 @@ class Component:
             _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie does not); unlike ``pid()`` it does not look at the command line, which
+    for a moment after the fork is still the parent's."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _reap(pid: int) -> None:
@@ -171,7 +183,7 @@ def _wait(what: str, check: Callable[[], bool], component: Component | None, tim
     while time.monotonic() < deadline:
         if check():
             return
-        if component is not None and component.pid() is None:
+        if component is not None and not _alive(component.started_pid or component.pid() or 0):
             tail = component.log_file.read_text(errors="replace")[-3000:] if component.log_file.exists() else ""
             raise DevStackError(f"{what} exited during start-up; see {component.log_file}:\n{tail}")
         time.sleep(0.5)

@@ -374,6 +374,7 @@ class Action(StrEnum):
     supervise = "supervise"  # 督办
     reopen = "reopen"  # 重新打开
     reassign = "reassign"  # 改派
+    mark_overdue = "mark_overdue"  # 超期 (sent by triage's overdue sweep)
 
 
 class Actor(Model):
@@ -399,6 +400,7 @@ class TicketCommand(Event):
     resolved: bool | None = None
     satisfaction: Satisfaction | None = None
     unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")
+    deadline: Literal["sign_for", "resolve"] | None = Field(default=None, description="for mark_overdue: which")
 
     @property
     def partition_key(self) -> str:

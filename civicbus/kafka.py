@@ -147,15 +147,17 @@ def subscribe_batch(
     broker: KafkaBroker,
     settings: ServiceSettings,
     topic: Topic,
-    group: str,
     handler: BatchHandler,
     publisher: Publisher,
 ) -> None:
-    """Consume ``topic`` in batches in consumer group ``group``; decode with the topic's schemas; dead-letter the
-    undecodable and the failed; commit only after ``handler`` returned (at least once)."""
+    """Consume ``topic`` in batches; decode with the topic's schemas; dead-letter the undecodable and the failed;
+    commit only after ``handler`` returned (at least once).
+
+    Each service has a consumer group per topic (``triage.civic.events``): replicas of a service share the work,
+    and a rebalance of one topic's consumers never stops another's."""
     service = settings.service_name
     topic_name = topic.full_name(settings.topic_prefix)
-    group_id = f"{settings.topic_prefix}{group}"
+    group_id = f"{settings.topic_prefix}{service}.{topic.name}"
 
     @broker.subscriber(
         topic_name,

@@ -29,7 +29,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     runtime.on_stop.append(close_client)
     handler = NotifyHandler(runtime.district, pipeline, runtime.publisher)
-    subscribe_batch(runtime.broker, settings, TICKETS, "notify", handler, runtime.publisher)
+    subscribe_batch(runtime.broker, settings, TICKETS, handler, runtime.publisher)
     return service_app(
         runtime,
         title="civicbus notify",

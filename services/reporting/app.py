@@ -23,9 +23,9 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         await projections.ensure_indexes()
 
     runtime.on_start.append(ensure_indexes)
-    subscribe_batch(runtime.broker, runtime.settings, TICKETS, "reporting", ticket_events_handler(projections),
+    subscribe_batch(runtime.broker, runtime.settings, TICKETS, ticket_events_handler(projections),
                     runtime.publisher)
-    subscribe_batch(runtime.broker, runtime.settings, NOTIFICATIONS, "reporting",
+    subscribe_batch(runtime.broker, runtime.settings, NOTIFICATIONS,
                     notification_results_handler(projections), runtime.publisher)
     app = service_app(
         runtime,

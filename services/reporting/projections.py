@@ -49,6 +49,11 @@ def _everywhere(ticket: Ticket, unit: str, day: str, token: str, **amounts: int)
     return increments
 
 
+def _counts(ticket: Ticket) -> dict[str, Any]:
+    return {name: value for name, value in (("event_count", ticket.event_count),
+                                            ("last_event_at", ticket.last_event_at)) if value is not None}
+
+
 def _in_time(done: datetime | None, due: datetime | None) -> int:
     return int(done is not None and (due is None or done <= due))
 
@@ -131,7 +136,7 @@ class Projections:
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
         # The view keeps the newest snapshot: an older one (a replayed event) adds its timeline entry, if missing,
-        # but does not overwrite. One reader per ticket (events are keyed by ticket), so read-then-write is safe.
+        # but does not overwrite. One consumer per ticket (events are keyed by ticket), so read-then-write is safe.
         versions = {
             ticket_id: view.get("version", 0)
             for ticket_id, view in (
@@ -150,15 +155,24 @@ class Projections:
                 "command_id": event.command_id,
                 "refusal_code": event.refusal_code,
             }
-            update: dict[str, Any] = {}
-            if ticket.version >= versions.get(ticket.ticket_id, 0):
-                versions[ticket.ticket_id] = ticket.version
-                update["$set"] = {**ticket.model_dump(mode="python"), "updated_at": event.occurred_at}
-            # Grouping changes counts, not the ticket's course: it updates the view but is no step of the timeline.
-            if event.kind is not EventKind.ticket_grouped:
-                update["$addToSet"] = {"timeline": entry}
-            if update:
-                updates[ticket.ticket_id].append(update)
+            update: dict[str, Any]
+            if event.kind is EventKind.ticket_grouped:
+                # Grouping changes counts, not the ticket's course: counts only ever grow, and it is no step of
+                # the timeline.
+                update = {"$max": _counts(ticket)}
+                if ticket.repeats:
+                    update["$addToSet"] = {"repeats": {"$each": [repeat.model_dump(mode="python")
+                                                                 for repeat in ticket.repeats]}}
+            else:
+                update = {"$addToSet": {"timeline": entry}}
+                # Triage's command handler is the one writer of a ticket's course: each transition has the next
+                # version, so a replayed (older) one only finds its timeline entry already there.
+                if ticket.version > versions.get(ticket.ticket_id, 0):
+                    versions[ticket.ticket_id] = ticket.version
+                    fields = ticket.model_dump(mode="python", exclude={"event_count", "last_event_at", "repeats"})
+                    update["$set"] = {**fields, "updated_at": event.occurred_at}
+                    update["$max"] = _counts(ticket)
+            updates[ticket.ticket_id].append(update)
             increments.extend(ticket_increments(event, self.day(event.occurred_at)))
         applied = await self._apply_to_views(updates)
         await apply_increments(self._counters, increments)

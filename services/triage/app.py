@@ -30,9 +30,9 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
 
     runtime.on_district_change.append(use_new_rules)
     runtime.background.extend([watch_district, level.follow])
-    subscribe_batch(runtime.broker, runtime.settings, EVENTS, "triage", handler, runtime.publisher)
+    subscribe_batch(runtime.broker, runtime.settings, EVENTS, handler, runtime.publisher)
     commands = CommandHandler(lambda: handler.engine, handler.store, runtime.publisher, runtime.db)
-    subscribe_batch(runtime.broker, runtime.settings, COMMANDS, "triage", commands, runtime.publisher)
+    subscribe_batch(runtime.broker, runtime.settings, COMMANDS, commands, runtime.publisher)
     sweeper = OverdueSweeper(runtime.db, handler.store, runtime.publisher,
                              interval=settings.overdue_sweep_s)
     runtime.background.append(sweeper.run)

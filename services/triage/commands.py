@@ -87,8 +87,8 @@ class CommandHandler:
                 elif result.new_deadlines:
                     ticket = with_new_deadlines(engine, ticket, now)
                 current[command.ticket_id] = ticket
-                events.append(self._event(command, result.kind, ticket, result.note))
-            elif command.ticket_id in current:
+                events.append(self._event(command, result.kind, ticket, result.note, deadline=result.deadline))
+            elif command.ticket_id in current and command.actor.role != "system":
                 # The refusal is part of the ticket's audit trail too.
                 events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
                                           result.message, refusal_code=str(result.code)))
@@ -127,7 +127,10 @@ class CommandHandler:
         await file_deadlines(self._tickets.database, (Ticket.model_validate(snapshot) for snapshot in latest.values()))
 
     @staticmethod
-    def _event(command: TicketCommand, kind: EventKind, ticket: Ticket, note: str, refusal_code: str = "") -> TicketEvent:
+    def _event(
+        command: TicketCommand, kind: EventKind, ticket: Ticket, note: str, refusal_code: str = "",
+        deadline: str | None = None,
+    ) -> TicketEvent:
         return TicketEvent(
             event_id=derived_event_id(command.event_id, "outcome"),
             kind=kind,
@@ -138,4 +141,5 @@ class CommandHandler:
             note=note,
             command_id=command.event_id,
             refusal_code=refusal_code,
+            deadline=deadline,  # type: ignore[arg-type]
         )

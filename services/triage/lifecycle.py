@@ -41,6 +41,7 @@ class Applied:
     note: str
     reroute: bool = False  # 退单: route again without the units that returned it
     new_deadlines: bool = False  # 改派, 反弹, 重办: deadlines run again from now
+    deadline: str | None = None  # for ticket.overdue: which deadline was missed
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,25 @@ def _reassign(ticket: Ticket, command: TicketCommand, now: datetime, district: D
     )
 
 
+PENDING_STATES = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
+DEADLINE_NAMES = {"sign_for": "签收", "resolve": "办结"}
+
+
+def _mark_overdue(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
+    if command.actor.role != "system":
+        return Refused(RefusalCode.not_allowed, "超期由系统判定")
+    deadline = command.deadline
+    if deadline is None:
+        return Refused(RefusalCode.missing_field, "须注明哪个时限")
+    due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+    # The sweep states when the deadline passed (occurred_at): that, not the moment this is applied, is checked.
+    if ticket.state not in PENDING_STATES[deadline] or deadline in ticket.overdue or due is None \
+            or due > command.occurred_at:
+        return _wrong_state(ticket, f"{DEADLINE_NAMES[deadline]}时限未到或已完成")
+    return Applied(_changed(ticket, overdue=[*ticket.overdue, deadline]), EventKind.ticket_overdue,
+                   f"已超过{DEADLINE_NAMES[deadline]}时限", deadline=deadline)
+
+
 _HANDLERS = {
     Action.sign_for: _sign_for,
     Action.return_: _return,
@@ -264,4 +284,5 @@ _HANDLERS = {
     Action.supervise: _supervise,
     Action.reopen: _reopen,
     Action.reassign: _reassign,
+    Action.mark_overdue: _mark_overdue,
 }

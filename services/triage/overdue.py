@@ -1,11 +1,12 @@
 """Overdue detection (超期): one ``ticket.overdue`` event per ticket per missed deadline, however many triage
-replicas sweep and however often they restart.
+replicas sweep and however often they restart. The sweep finds missed deadlines and sends a ``mark_overdue``
+command; the ticket's one writer, the command handler, applies it and publishes the event.
 
 Deadlines are filed in minute buckets (``deadline_buckets``, ``_id`` = the minute, e.g. ``202611251030``), so a
 sweep reads the few buckets since the last sweep by ``_id`` instead of scanning every ticket. A missed deadline is
 claimed in ``overdue_claims`` (``_id`` = ticket, deadline and due time) before it is published: of several
 replicas only the one whose write created the claim publishes. A claim not yet marked published (a crash between
-the two) is published again by a later sweep under the same event id.
+the two) is sent again by a later sweep under the same command id, which the command handler applies once.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import EventKind, Ticket, TicketEvent, TicketState, derived_event_id
+from civicbus.events import Action, Actor, EventKind, Ticket, TicketCommand, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
-from civicbus.topics import TICKETS
+from civicbus.topics import COMMANDS
 
-from .store import TICKETS_COLLECTION, TicketStore
+from .lifecycle import PENDING_STATES
+from .store import TicketStore
 
 log = get_logger(__name__)
 BUCKETS = "deadline_buckets"
@@ -33,8 +35,6 @@ SWEEP_STATE = "settings"
 SWEEP_STATE_ID = "overdue_sweep"
 OVERLAP = timedelta(minutes=5)  # each sweep looks back this far: late writes and unpublished claims are caught
 FIRST_LOOK_BACK = timedelta(days=1)
-PENDING = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
-DEADLINE_NAMES = {"sign_for": "签收", "resolve": "办结"}
 
 
 def minute_id(moment: datetime) -> str:
@@ -87,7 +87,7 @@ class OverdueSweeper:
                 continue
             ticket = stored.ticket
             moment = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
-            if moment is None or moment > now or ticket.state not in PENDING[deadline] or deadline in ticket.overdue:
+            if moment is None or moment > now or ticket.state not in PENDING_STATES[deadline] or deadline in ticket.overdue:
                 continue  # not due yet, done in time, or moved (an extension) to another bucket
             due[f"{ticket_id}|{deadline}|{moment.isoformat()}"] = (ticket, deadline, moment)
         created = await insert_missing(self._db[CLAIMS], {claim: {"published": False, "claimed_at": now}
@@ -95,27 +95,24 @@ class OverdueSweeper:
         unpublished = await find_by_ids(self._db[CLAIMS], [claim for claim in due if claim not in created])
         mine = created | {claim for claim, document in unpublished.items()
                           if not document.get("published") and document["claimed_at"] < now - OVERLAP / 5}
-        events = [self._event(*due[claim]) for claim in sorted(mine)]
-        await bulk_write(self._db[TICKETS_COLLECTION], [
-            UpdateOne({"_id": event.ticket.ticket_id}, {"$addToSet": {"overdue": event.deadline}, "$inc": {"version": 1}})
-            for event in events
-        ])
-        await self._publisher.publish(TICKETS, events)
+        commands = [self._command(*due[claim]) for claim in sorted(mine)]
+        await self._publisher.publish(COMMANDS, commands)
         await bulk_write(self._db[CLAIMS], [UpdateOne({"_id": claim}, {"$set": {"published": True}}) for claim in mine])
         await upsert_by_id(self._db[SWEEP_STATE], {SWEEP_STATE_ID: {"$max": {"swept_until": now}}})
-        return len(events)
+        return len(commands)
 
     @staticmethod
-    def _event(ticket: Ticket, deadline: str, moment: datetime) -> TicketEvent:
-        overdue = ticket.model_copy(update={"overdue": [*ticket.overdue, deadline], "version": ticket.version + 1})
-        return TicketEvent(
+    def _command(ticket: Ticket, deadline: str, moment: datetime) -> TicketCommand:
+        """The ticket's one writer (the command handler) marks it overdue and publishes ``ticket.overdue``; the id
+        names the ticket, the deadline and its time, so a command sent twice is applied once."""
+        return TicketCommand(
             event_id=derived_event_id(ticket.ticket_id, EventKind.ticket_overdue, deadline, moment.isoformat()),
-            kind=EventKind.ticket_overdue,
             source="civicbus.triage",
             occurred_at=moment,
             correlation_id=ticket.source_event_id,
-            ticket=overdue,
-            note=f"已超过{DEADLINE_NAMES[deadline]}时限",
+            ticket_id=ticket.ticket_id,
+            action=Action.mark_overdue,
+            actor=Actor(name="civicbus.triage", role="system"),
             deadline=deadline,  # type: ignore[arg-type]
         )
 

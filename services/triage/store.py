@@ -152,7 +152,7 @@ class TicketStore:
                 UpdateOne(
                     {"_id": join.ticket_id},
                     {
-                        "$inc": {"event_count": join.count, "version": 1},
+                        "$inc": {"event_count": join.count},
                         "$max": {
                             "last_event_at": join.last_at,
                             **{f"group_offsets.{partition}": offset for partition, offset in join.offsets.items()},
@@ -174,7 +174,7 @@ class TicketStore:
                 UpdateOne(
                     {"_id": ticket_id},
                     {
-                        "$inc": {"event_count": 1, "version": 1},
+                        "$inc": {"event_count": 1},
                         "$max": {"last_event_at": repeat.at},
                         "$push": {"repeats": repeat.model_dump(mode="python")},
                         "$addToSet": {"repeat_event_ids": repeat.event_id},

@@ -115,13 +115,31 @@ async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningSer
 
 
 @pytest.fixture(scope="session")
-async def services(stack: Stack, sink: WebhookSink, mongo: AsyncDatabase) -> AsyncIterator[dict[str, RunningService]]:
+async def services(
+    stack: Stack, sink: WebhookSink, mongo: AsyncDatabase, api_key: str
+) -> AsyncIterator[dict[str, RunningService]]:
     running = {}
     for name in ("intake", "triage", "notify", "reporting"):
         running[name] = await start_service(stack, name)
+    await _warm_up(running, mongo, api_key)
     yield running
     for service in running.values():
         await service.stop()
+
+
+async def _warm_up(running: dict[str, RunningService], mongo: AsyncDatabase, api_key: str) -> None:
+    """One event all the way through before any test: every consumer group has joined and got its partitions
+    (on a fresh broker the first joins, and the creation of the offsets topic, take seconds)."""
+    async with httpx.AsyncClient(timeout=15, headers={"X-API-Key": api_key}) as client:
+        response = await client.post(f"{running['intake'].base_url}/v1/complaints",
+                                      json={"content": "系统预热：东湖路路灯不亮", "address": "东湖路"})
+        event_id = response.json()["event_id"]
+
+    async def delivered() -> dict | None:
+        view = await mongo["ticket_views"].find_one({"source_event_id": event_id})
+        return view if view and view.get("notifications") else None
+
+    await eventually(delivered, timeout=120, what="the warm-up event through all four services")
 
 
 @pytest.fixture(scope="session")

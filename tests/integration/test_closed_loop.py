@@ -177,3 +177,61 @@ async def test_commands_are_documented_with_their_reason_codes(services):
     assert "409" in operation["responses"]
     for code, (chinese, english) in __import__("civicbus.refusals", fromlist=["x"]).REFUSAL_TEXTS.items():
         assert f"`{code}` | {chinese} | {english}" in operation["description"]
+
+
+async def test_every_refusal_reaches_the_caller_through_the_real_pipeline(http, services, mongo, keys):
+    past_due = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    late = await _new_ticket(http, services, mongo, "老板拖欠农民工工资", due_at=past_due)
+    assert late["lead_unit"] == "laobao" and late["state"] == "routed"
+    ticket = await _new_ticket(http, services, mongo, "公司拖欠员工工资")
+    ticket_id = ticket["ticket_id"]
+    later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    earlier = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+
+    async def refusal(ticket_id: str, path: str, who: str, body: dict | None = None) -> str:
+        response = await _command(http, services, ticket_id, path, keys[who], body)
+        assert response.status_code == 409, response.text
+        answer = response.json()
+        assert answer["message"] and answer["message_en"], "every refusal says why, in Chinese and English"
+        return answer["code"]
+
+    assert await refusal(late["ticket_id"], "extension-requests", "laobao", {"until": later, "note": "x"}) == "deadline_passed"
+    assert await refusal(ticket_id, "extension-requests", "laobao", {"until": earlier, "note": "x"}) == "invalid_extension"
+    assert await refusal(ticket_id, "extension-decisions", "leader", {"grant": True}) == "no_pending_extension"
+    ok = await _command(http, services, ticket_id, "extension-requests", keys["laobao"], {"until": later, "note": "需调查"})
+    assert ok.status_code == 200
+    assert await refusal(ticket_id, "extension-requests", "laobao", {"until": later, "note": "再次"}) == "extension_pending"
+    denied = await _command(http, services, ticket_id, "extension-decisions", keys["leader"], {"grant": False})
+    assert denied.status_code == 200
+    assert await refusal(ticket_id, "return", "laobao", {"reason": "other"}) == "missing_field"
+    assert await refusal(ticket_id, "reassign", "dispatcher", {"unit": "nowhere"}) == "unknown_unit"
+    assert await refusal(ticket_id, "reassign", "dispatcher", {"unit": "laobao"}) == "same_unit"
+    assert await refusal(ticket_id, "reassign", "laobao", {"unit": "sifa"}) == "not_allowed"
+    moved = await _command(http, services, ticket_id, "reassign", keys["dispatcher"], {"unit": "sifa", "note": "属调解"})
+    assert moved.status_code == 200 and moved.json()["state"] == "routed"
+    stored = await mongo["tickets"].find_one({"_id": ticket_id})
+    assert stored["lead_unit"] == "sifa" and stored["pending_extension"] is None
+
+
+async def test_upstream_systems_may_send_commands_straight_to_kafka(http, services, mongo, stack):
+    from aiokafka import AIOKafkaProducer
+
+    from civicbus.events import Action, Actor, TicketCommand
+
+    ticket = await _new_ticket(http, services, mongo, "冒充客服诈骗电话，被骗两千元")
+    command = TicketCommand(source="upstream-12345", ticket_id=ticket["ticket_id"], action=Action.sign_for,
+                            actor=Actor(name="派出所 值班", role="unit", unit=ticket["lead_unit"]))
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{stack.prefix}civic.commands", command.encode(), key=command.partition_key.encode())
+    finally:
+        await producer.stop()
+
+    async def signed() -> dict | None:
+        stored = await mongo["tickets"].find_one({"_id": ticket["ticket_id"]})
+        return stored if stored["state"] == "acknowledged" else None
+
+    await eventually(signed, what="the command from Kafka applied")
+    answer = (await http.get(f"{services['intake'].base_url}/v1/commands/{command.event_id}")).json()
+    assert answer["status"] == "applied" and answer["transition"] == "ticket.acknowledged"
