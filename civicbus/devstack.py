@@ -333,6 +333,8 @@ def start_ferretdb() -> str:
     binary = install_ferretdb()
     data_dir = home() / "ferretdb" / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    # synchronous(normal) in WAL mode: no fsync per transaction. A crash of the process loses nothing; a power
+    # loss may lose the last transactions — right for a development stack (a deployment sets MONGO_URL).
     FERRETDB.start(
         [str(binary), f"-listen-addr=127.0.0.1:{PORTS.mongo}", "-handler=sqlite",
          f"-sqlite-url=file:{data_dir}/?_pragma=synchronous(normal)", "-log-level=warn"],

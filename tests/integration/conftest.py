@@ -191,3 +191,22 @@ async def read_topic(stack: Stack, topic: str, timeout: float = 5.0) -> list[Any
         return records
     finally:
         await consumer.stop()
+
+
+async def drained(stack: Stack, service: str, topic: str) -> bool:
+    """Whether ``service``'s consumer group has committed every record of ``topic`` (its lag is zero)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    name = f"{stack.prefix}{topic}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(f"{stack.prefix}{service}.{topic}")
+        partitions = [partition for partition in committed if partition.topic == name]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return bool(partitions) and all(committed[partition].offset >= ends[partition] for partition in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
