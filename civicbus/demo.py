@@ -95,13 +95,19 @@ async def _wait_ready(client: httpx.AsyncClient, processes: dict[str, subprocess
         await asyncio.sleep(0.5)
 
 
-async def _prepare() -> str:
+async def _prepare() -> dict[str, dict[str, str]]:
+    """Topics, an empty database, and API keys: the demo's administrator, a unit and the dispatcher."""
     settings = ServiceSettings(mongo_url=devstack.mongo_url(), mongo_db=DEMO_DB)
     await create_topics(devstack.kafka_bootstrap(), DEMO_PREFIX)
     client = create_mongo(settings)
     try:
         await client.drop_database(DEMO_DB)
-        return await create_key(database(client, settings), "demo", Role.admin)
+        db = database(client, settings)
+        return {
+            "admin": {"X-API-Key": await create_key(db, "demo", Role.admin)},
+            "laobao": {"X-API-Key": await create_key(db, "劳动保障所 张三", Role.unit, "laobao")},
+            "pingan": {"X-API-Key": await create_key(db, "综治中心 王五", Role.unit, "pingan")},
+        }
     finally:
         await client.close()
 
@@ -120,19 +126,55 @@ async def _play(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
 async def _settle(client: httpx.AsyncClient, headers: dict[str, str], sink: WebhookSink, sent: int) -> dict[str, Any]:
     """Wait until every event has its tickets and the notifications stop arriving."""
     deadline = time.monotonic() + 60
-    last: tuple[int, int] = (-1, -1)
-    sources: set[str] = set()
+    last: tuple[int, int, int] = (-1, -1, -1)
+    accounted = 0
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
         listing = (await client.get(_url("reporting", "/v1/tickets?limit=500"), headers=headers)).json()
-        sources = {item["source_event_id"] for item in listing["items"]}
-        current = (listing["total"], len(sink.received))
+        # Every event made a ticket or joined one (an alarm storm, a 重复件): count each source's events once.
+        events_by_source: dict[str, int] = {}
+        for item in listing["items"]:
+            source = item["source_event_id"]
+            events_by_source[source] = max(events_by_source.get(source, 0), item.get("event_count", 1))
+        accounted = sum(events_by_source.values())
+        current = (listing["total"], accounted, len(sink.received))
         if current != last:
             last, stable_since = current, time.monotonic()
-        elif len(sources) >= sent and time.monotonic() - stable_since > 2:
+        elif accounted >= sent and time.monotonic() - stable_since > 2:
             return listing
         await asyncio.sleep(0.5)
-    raise RuntimeError(f"after 60 s only {len(sources)} of {sent} events have tickets; see the services' logs")
+    raise RuntimeError(f"after 60 s only {accounted} of {sent} events are on tickets; see the services' logs")
+
+
+async def _close_one_loop(
+    console: Console, client: httpx.AsyncClient, keys: dict[str, dict[str, str]], items: list[dict[str, Any]],
+    units: dict[str, str],
+) -> None:
+    """The closed loop on one ticket: the unit signs for it (twice: the second is refused, with the reason) and
+    resolves it, the dispatcher records the citizen's callback; then the ticket's timeline from reporting."""
+    ticket = next((item for item in items if item["lead_unit"] == "laobao"), None)
+    if ticket is None:
+        return
+    ticket_id = ticket["ticket_id"]
+    steps = [
+        ("sign-for", "laobao", {"note": "已安排专人对接"}),
+        ("sign-for", "laobao", {}),
+        ("resolve", "laobao", {"result": "已约谈企业负责人，追回工资 3.2 万元"}),
+        ("callback", "pingan", {"resolved": True, "satisfaction": "satisfied", "note": "市民表示满意"}),
+    ]
+    table = Table("指令 command", "单位", "结果 outcome", title=f"闭环 Closed loop: {ticket_id}")
+    for path, unit, body in steps:
+        response = await client.post(_url("intake", f"/v1/tickets/{ticket_id}/{path}"), json=body, headers=keys[unit])
+        answer = response.json()
+        outcome = answer["state"] if answer["status"] == "applied" else f"拒绝 ({answer['code']})：{answer['message']}"
+        table.add_row(path, units[unit], outcome)
+    console.print(table)
+    await asyncio.sleep(1.5)
+    view = (await client.get(_url("reporting", f"/v1/tickets/{ticket_id}"), headers=keys["admin"])).json()
+    timeline = Table("时间 (UTC)", "流转", "操作人", "说明", title="流转记录 Timeline (reporting)")
+    for entry in sorted(view.get("timeline", []), key=lambda entry: entry["at"]):
+        timeline.add_row(entry["at"][11:19], entry["kind"].removeprefix("ticket."), entry["actor"], entry["note"][:40])
+    console.print(timeline)
 
 
 def _local(moment: str, zone: ZoneInfo) -> str:
@@ -140,12 +182,13 @@ def _local(moment: str, zone: ZoneInfo) -> str:
 
 
 def _tickets_table(items: list[dict[str, Any]], units: dict[str, str], zone: ZoneInfo) -> Table:
-    table = Table("工单号", "类别", "属地", "主办", "协办", "状态", "签收时限", "办结时限", title="工单 Tickets")
+    table = Table("工单号", "类别", "属地", "主办", "协办", "状态", "事件数", "签收时限", "办结时限", title="工单 Tickets")
     for item in sorted(items, key=lambda ticket: ticket["created_at"]):
         table.add_row(
             item["ticket_id"], item["category_name"], item.get("area_name") or "—",
             units.get(item["lead_unit"], "—"), "、".join(units.get(unit, unit) for unit in item["assist_units"]) or "—",
-            STATE_NAMES.get(item["state"], item["state"]), _local(item["sign_for_due"], zone),
+            STATE_NAMES.get(item["state"], item["state"]), str(item.get("event_count", 1)),
+            _local(item["sign_for_due"], zone),
             _local(item["resolve_due"], zone),
         )
     return table
@@ -156,8 +199,8 @@ async def run_demo(console: Console, keep_running: bool) -> int:
 
     district = load_district(ServiceSettings().config_dir)
     units = {unit.id: unit.name for unit in district.units.values()}
-    key = await _prepare()
-    headers = {"X-API-Key": key}
+    keys = await _prepare()
+    headers = keys["admin"]
     sink = await WebhookSink().start()
     processes = _start_services(sink)
     try:
@@ -180,16 +223,19 @@ async def run_demo(console: Console, keep_running: bool) -> int:
                 console.rule("消息示例 (a message as the unit's robot received it)")
                 console.print(mask_personal_data(sink.received[0].body["text"]), markup=False, highlight=False)
 
+            await _close_one_loop(console, client, keys, listing["items"], units)
+
             counts = (await client.get(_url("reporting", "/v1/counts/unit"), headers=headers)).json()
-            figures = Table("单位", "主办", "协办", "通知送达", "通知失败", title="单位计数 Counts per unit (reporting)")
+            columns = {"routed": "主办", "assisted": "协办", "repeats": "合并重复", "acknowledged": "签收",
+                       "resolved": "办结", "satisfied": "满意", "notified": "通知送达", "notify_failed": "通知失败"}
+            figures = Table("单位", *columns.values(), title="单位计数 Counts per unit (reporting)")
             for item in sorted(counts["items"], key=lambda row: (-row["routed"], row["key"])):
-                figures.add_row(item["name"], str(item["routed"]), str(item["assisted"]), str(item["notified"]),
-                                str(item["notify_failed"]))
+                figures.add_row(item["name"], *(str(item[name]) for name in columns))
             console.print(figures)
             district_counts = (await client.get(_url("reporting", "/v1/counts/district"), headers=headers)).json()
             total = district_counts["items"][0] if district_counts["items"] else {"created": 0, "manual": 0}
             console.print(f"全街道：工单 {total['created']} 件，其中待人工派单 {total['manual']} 件。")
-            console.print(f"API 密钥 (demo key): {key}    reporting: {_url('reporting', '/docs')}")
+            console.print(f"API 密钥 (demo key): {headers['X-API-Key']}    reporting: {_url('reporting', '/docs')}")
             if keep_running:
                 console.print("服务保持运行，按 Ctrl-C 结束 (services keep running; Ctrl-C stops them)")
                 await asyncio.Event().wait()
