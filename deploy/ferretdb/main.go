@@ -70,7 +70,9 @@ func main() {
 }
 
 // keepIDIndexes adds, every two seconds, the missing _id expression index to each collection table of
-// each database file in the SQLite directory.
+// each database file in the SQLite directory. It opens each file only for that moment: a connection kept
+// open would outlive a dropDatabase (which deletes the file) and share the new file's WAL index with a
+// deleted one, which SQLite reports as a disk I/O error.
 func keepIDIndexes(ctx context.Context, logger *slog.Logger, sqliteURL string) {
 	parsed, err := url.Parse(sqliteURL)
 	if err != nil {
@@ -81,26 +83,12 @@ func keepIDIndexes(ctx context.Context, logger *slog.Logger, sqliteURL string) {
 	if dir == "" {
 		dir = parsed.Path
 	}
-	databases := map[string]*sql.DB{}
-	defer func() {
-		for _, db := range databases {
-			db.Close()
-		}
-	}()
 	ticker := time.NewTicker(2 * time.Second)
 	defer ticker.Stop()
 	for {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite"))
 		for _, file := range files {
-			db, ok := databases[file]
-			if !ok {
-				db, err = sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
-				if err != nil {
-					continue
-				}
-				databases[file] = db
-			}
-			if err := indexTables(ctx, db); err != nil && ctx.Err() == nil {
+			if err := indexFile(ctx, file); err != nil && ctx.Err() == nil {
 				logger.Debug("cannot index tables", "file", file, "error", err)
 			}
 		}
@@ -110,6 +98,16 @@ func keepIDIndexes(ctx context.Context, logger *slog.Logger, sqliteURL string) {
 		case <-ticker.C:
 		}
 	}
+}
+
+func indexFile(ctx context.Context, file string) error {
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return indexTables(ctx, db)
 }
 
 func indexTables(ctx context.Context, db *sql.DB) error {
