@@ -160,15 +160,22 @@ def local_day(moment: datetime | str) -> str:
     return moment.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy."""
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = 60.0,
+    what: str = "condition",
+    explain: Callable[[], Awaitable[str]] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; on time-out, say what was awaited and, if given, what
+    ``explain`` finds."""
     deadline = time.monotonic() + timeout
     while True:
         result = await check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            detail = f"; {await explain()}" if explain else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
         await asyncio.sleep(0.2)
 
 

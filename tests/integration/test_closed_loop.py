@@ -87,7 +87,11 @@ async def test_every_transition_and_refusal_by_http(http, services, mongo, keys)
         view = (await http.get(f"{reporting}/v1/tickets/{ticket_id}")).json()
         return view["timeline"] if len(view.get("timeline", [])) >= 15 else None
 
-    timeline = await eventually(full_timeline, what="every transition and refusal on the timeline")
+    async def explain() -> str:
+        view = (await http.get(f"{reporting}/v1/tickets/{ticket_id}")).json()
+        return f"timeline so far: {sorted((entry['at'], entry['kind']) for entry in view.get('timeline', []))}"
+
+    timeline = await eventually(full_timeline, what="every transition and refusal on the timeline", explain=explain)
     kinds = [entry["kind"] for entry in sorted(timeline, key=lambda entry: entry["at"])]
     assert kinds.count("ticket.acknowledged") == 1, "the repeated sign-for changed nothing"
     assert kinds.count("ticket.command_refused") == 4
@@ -235,3 +239,26 @@ async def test_upstream_systems_may_send_commands_straight_to_kafka(http, servic
     await eventually(signed, what="the command from Kafka applied")
     answer = (await http.get(f"{services['intake'].base_url}/v1/commands/{command.event_id}")).json()
     assert answer["status"] == "applied" and answer["transition"] == "ticket.acknowledged"
+
+
+async def test_the_figures_follow_the_loop(http, services, mongo, keys):
+    ticket = await _new_ticket(http, services, mongo, "包工头拖欠装修工人工资")
+    assert ticket["lead_unit"] == "laobao"
+    for path, who, body in [("sign-for", "laobao", {}), ("resolve", "laobao", {"result": "已结清"}),
+                            ("callback", "dispatcher", {"resolved": True, "satisfaction": "basically_satisfied"})]:
+        assert (await _command(http, services, ticket["ticket_id"], path, keys[who], body)).status_code == 200
+    reporting = services["reporting"].base_url
+
+    async def counted() -> dict | None:
+        body = (await http.get(f"{reporting}/v1/figures/unit", params={"kind": "station"})).json()
+        row = next((item for item in body["items"] if item["key"] == "laobao"), None)
+        return body if row and row["counts"]["callbacks"] >= 2 else None
+
+    body = await eventually(counted, what="laobao's callbacks counted")
+    row = next(item for item in body["items"] if item["key"] == "laobao")
+    counts, figures = row["counts"], row["figures"]
+    assert figures["satisfaction_rate"] == round(counts["satisfied"] / counts["callback_rated"], 4)
+    assert figures["response_rate"] == round(counts["acknowledged_in_time"] / counts["routed"], 4)
+    assert all(item["key"] in {"scjg", "laobao", "sifa", "paichusuo", "xiaofang"} for item in body["items"]), \
+        "kind=station ranks stations against stations"
+    assert body["ranking"][0]["rank"] == 1 and "response_rate" in body["ranking"][0]
