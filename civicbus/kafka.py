@@ -18,10 +18,11 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
 from civicbus.events import DeadLetter, Event
 from civicbus.logs import get_logger
@@ -138,6 +139,25 @@ def describe_validation_error(error: ValidationError) -> str:
     )
 
 
+# Failures of the infrastructure, not of a record: the batch is read again later, never dead-lettered.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (PyMongoError, KafkaError, OSError, asyncio.TimeoutError)
+
+
+async def _one_by_one(handler: BatchHandler, decoded: list[Consumed]) -> BatchOutcome:
+    outcome = BatchOutcome()
+    for item in decoded:
+        try:
+            single = await handler([item])
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as error:
+            outcome.failed.append((item, f"{type(error).__name__}: {error}"))
+            continue
+        outcome.failed.extend(single.failed)
+        outcome.duplicates += single.duplicates
+    return outcome
+
+
 async def _raw_records(message: Any) -> Any:
     # Decoding is ours: a record FastStream failed to decode would fail its whole batch, forever.
     return message.raw_message
@@ -182,7 +202,15 @@ def subscribe_batch(
             except ValidationError as error:
                 dead.append(dead_letter_for(record, service, "invalid", describe_validation_error(error)))
         try:
-            outcome = await handler(decoded) if decoded else BatchOutcome()
+            try:
+                outcome = await handler(decoded) if decoded else BatchOutcome()
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception:
+                # A record this code did not foresee broke the batch: find it by handling the records one by one
+                # (handlers are idempotent, so what the batch had applied is not applied twice).
+                log.exception("batch failed on a record; isolating it", topic=topic_name, records=len(records))
+                outcome = await _one_by_one(handler, decoded)
             dead.extend(dead_letter_for(item.record, service, "processing", reason) for item, reason in outcome.failed)
             if dead:
                 await publisher.publish(DEAD_LETTERS, dead)

@@ -78,20 +78,25 @@ class CommandHandler:
                 outcome.duplicates += 1
                 to_publish.extend(TicketEvent.model_validate(event) for event in decided[command_id]["events"])
                 continue
-            result = apply(current.get(command.ticket_id), command, now, engine.district)
             events = []
-            if isinstance(result, Applied):
-                ticket = result.ticket
-                if result.reroute:
-                    ticket = rerouted(engine, ticket, now)
-                elif result.new_deadlines:
-                    ticket = with_new_deadlines(engine, ticket, now)
-                current[command.ticket_id] = ticket
-                events.append(self._event(command, result.kind, ticket, result.note, deadline=result.deadline))
-            elif command.ticket_id in current and command.actor.role != "system":
-                # The refusal is part of the ticket's audit trail too.
-                events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
-                                          result.message, refusal_code=str(result.code)))
+            try:
+                result = apply(current.get(command.ticket_id), command, now, engine.district)
+                if isinstance(result, Applied):
+                    ticket = result.ticket
+                    if result.reroute:
+                        ticket = rerouted(engine, ticket, now)
+                    elif result.new_deadlines:
+                        ticket = with_new_deadlines(engine, ticket, now)
+                    current[command.ticket_id] = ticket
+                    events.append(self._event(command, result.kind, ticket, result.note, deadline=result.deadline))
+                elif command.ticket_id in current and command.actor.role != "system":
+                    # The refusal is part of the ticket's audit trail too.
+                    events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
+                                              result.message, refusal_code=str(result.code)))
+            except Exception as error:  # a datum this code did not foresee: that command, not the batch
+                item = next(item for item in batch if item.event.event_id == command_id)
+                outcome.failed.append((item, f"command error: {type(error).__name__}: {error}"))
+                continue
             records[command_id] = decision_record(command, result, events)
             to_publish.extend(events)
 
@@ -108,9 +113,10 @@ class CommandHandler:
         latest: dict[str, dict[str, Any]] = {}
         applied: dict[str, list[str]] = {}
         for command_id, command in commands.items():
-            record = records[command_id]
+            record = records.get(command_id)  # none for a command that failed (dead-lettered)
             holder = stored.get(command.ticket_id)
-            if record["status"] != "applied" or holder is None or command_id in holder.applied_commands:
+            if record is None or record["status"] != "applied" or holder is None \
+                    or command_id in holder.applied_commands:
                 continue
             applied.setdefault(command.ticket_id, []).append(command_id)
             latest[command.ticket_id] = record["events"][-1]["ticket"]

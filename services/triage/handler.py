@@ -96,10 +96,10 @@ class TriageHandler:
                 log.exception("triage failed for an event", event_id=item.event.event_id,
                               correlation_id=item.event.correlation_id)
                 outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
-        window = timedelta(hours=self.engine.district.routing.grouping.repeat_window_hours)
-        repeat_keys = {event_id: tickets[0].repeat_key for event_id, tickets in decisions.items() if tickets[0].repeat_key}
         grouping = self.engine.district.routing.grouping
+        window = timedelta(hours=grouping.repeat_window_hours)
         recurrence_window = timedelta(days=grouping.recurrence_window_days)
+        repeat_keys = {event_id: tickets[0].repeat_key for event_id, tickets in decisions.items() if tickets[0].repeat_key}
         groups = await self.store.tickets_of(
             [alarm_group(fingerprint) for fingerprint in fingerprints.values()]
             + [repeat_group(key) for key in repeat_keys.values()]
@@ -116,7 +116,12 @@ class TriageHandler:
                 stored = groups.get(repeat_group(repeat_keys.get(event.event_id, "")))
                 if stored and not stored.is_open:
                     done_at = stored.ticket.closed_at or stored.ticket.resolved_at
-                    if done_at and done_at >= event.recorded_at - recurrence_window and not stored.holds(event.event_id):
+                    if stored.holds(event.event_id):
+                        plan.republish_grouped.add(stored.ticket.ticket_id)  # a recurrence, redelivered
+                        plan.correlation.setdefault(stored.ticket.ticket_id, event.correlation_id)
+                        outcome.duplicates += 1
+                        continue
+                    if done_at and done_at >= event.recorded_at - recurrence_window:
                         self._plan_recurrence(plan, item, stored)
                         continue
                     stored = None  # long solved: this complaint is a new problem
@@ -136,9 +141,12 @@ class TriageHandler:
         touched = {*plan.joined, *plan.republish_created, *plan.republish_grouped} - existing
         snapshots = await self.store.get_many(touched)
 
-        lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new]
+        # Only a ticket nobody has acted on is still as it was made: a redelivered event republishes its creation;
+        # one that has moved on (a later version) was announced before anybody could act on it.
+        lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new
+                     if ticket.ticket_id not in existing or ticket.version == 1]
         for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):
-            if ticket_id in snapshots:
+            if ticket_id in snapshots and snapshots[ticket_id].ticket.version == 1:
                 lifecycle.append(self._created(snapshots[ticket_id].ticket, plan.correlation[ticket_id]))
         for ticket_id in sorted(set(plan.joined) | plan.republish_grouped):
             if ticket_id in snapshots:

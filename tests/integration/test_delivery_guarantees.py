@@ -124,3 +124,29 @@ async def test_replaying_the_ticket_topic_changes_no_figure_and_sends_no_message
     assert counters == before[0], "no figure changed"
     assert views == before[1], "no ticket view changed"
     assert messages == before[2], "no message sent twice"
+
+
+async def test_an_event_redelivered_after_its_ticket_moved_on_changes_nothing(stack, services, mongo, http):
+    """A redelivered complaint whose ticket was signed for meanwhile must neither fail nor rewind the ticket."""
+    event = ComplaintReceived(source="12345", data=Complaint(content="公司拖欠员工三个月工资"))
+    producer = await _producer(stack)
+    topic = f"{stack.prefix}civic.events"
+    try:
+        await producer.send_and_wait(topic, event.encode(), key=event.partition_key.encode())
+        view = await eventually(lambda: _ticket_of(mongo, event.event_id), what="the ticket")
+        from civicbus.auth import Role, create_key
+
+        key = {"X-API-Key": await create_key(mongo, "劳保所 经办", Role.unit, view["lead_unit"])}
+        signed = await http.post(f"{services['intake'].base_url}/v1/tickets/{view['ticket_id']}/sign-for",
+                                 json={}, headers=key)
+        assert signed.status_code == 200
+        before = consumed("triage", "civic.events", "duplicate")
+        await producer.send_and_wait(topic, event.encode(), key=event.partition_key.encode())
+    finally:
+        await producer.stop()
+    await eventually(lambda: asyncio.sleep(0, result=consumed("triage", "civic.events", "duplicate") > before),
+                     what="triage to recognise the redelivery")
+    stored = await mongo["tickets"].find_one({"_id": view["ticket_id"]})
+    assert stored["state"] == "acknowledged"
+    await asyncio.sleep(1)
+    assert (await _ticket_of(mongo, event.event_id))["state"] == "acknowledged", "the view was not rewound"

@@ -127,5 +127,12 @@ async def test_repeated_complaints_about_one_place_are_linked_as_repeats(http, s
 
     # Another category at the same place is another problem: its own ticket.
     response = await http.post(f"{intake}/v1/complaints", json={"content": "门口占道经营，摊贩堵路", "address": place})
-    other = await eventually(lambda: _view(mongo, source_event_id=response.json()["event_id"]), what="other ticket")
+    other_event = response.json()["event_id"]
+
+    async def explain() -> str:
+        ticket = await mongo["tickets"].find_one({"source_event_id": other_event})
+        linked = await mongo["tickets"].find_one({"repeat_event_ids": other_event})
+        return f"triage ticket: {ticket and ticket['ticket_id']}, linked to: {linked and linked['ticket_id']}"
+
+    other = await eventually(lambda: _view(mongo, source_event_id=other_event), what="other ticket", explain=explain)
     assert other["ticket_id"] != view["ticket_id"] and other["event_count"] == 1
