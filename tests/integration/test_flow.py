@@ -173,3 +173,30 @@ async def test_each_service_publishes_its_asyncapi_document(http, services):
     document = (await http.get(f"{services['triage'].base_url}/asyncapi.json")).json()
     assert document["asyncapi"].startswith("3.")
     assert any("civic.events" in channel.get("address", "") for channel in document["channels"].values())
+
+
+async def test_a_batch_with_a_bad_item_accepts_the_rest_and_says_why_per_item(http, services, mongo):
+    intake = services["intake"].base_url
+    key = f"batch-{uuid.uuid4().hex[:6]}"
+    items = [
+        {"type": "complaint", "content": "茶山路垃圾堆放多日无人清运", "idempotency_key": key},
+        {"type": "alarm", "content": "烟感"},  # no device_id, no alarm_type
+        {"type": "inspection", "content": "河道排污口有污水直排", "inspection_type": "生态环保"},
+        {"type": "weather", "content": "下雨"},
+    ]
+    response = await http.post(f"{intake}/v1/events/batch", json=items)
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["accepted"], answer["invalid"]) == (2, 2)
+    assert [result["status"] for result in answer["results"]] == ["accepted", "invalid", "accepted", "invalid"]
+    assert any("device_id" in error for error in answer["results"][1]["errors"])
+    for result in (answer["results"][0], answer["results"][2]):
+        await eventually(lambda r=result: mongo["tickets"].find_one({"source_event_id": r["event_id"]}),
+                         what="a ticket for each accepted item")
+
+    ndjson = "\n".join(__import__("json").dumps(item, ensure_ascii=False) for item in items[:1])
+    again = await http.post(f"{intake}/v1/events/batch", content=ndjson.encode(),
+                            headers={"Content-Type": "application/x-ndjson"})
+    assert again.json()["results"][0]["event_id"] == answer["results"][0]["event_id"], "the same key, the same event"
+    broken = await http.post(f"{intake}/v1/events/batch", content=b"[{", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "JSON" in broken.json()["detail"]
