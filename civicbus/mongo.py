@@ -13,6 +13,9 @@ patterns, and each is also the fast way on a real MongoDB:
 - **Upserts through the raw ``update`` command.** When two writers create the same new ``_id`` at once, MongoDB
   retries the loser itself; FerretDB answers with a duplicate-key error and a reply PyMongo's bulk API cannot
   read. The command is idempotent, so it is simply sent again.
+- **One writer per document within a service.** FerretDB v1 applies an update by reading the document, changing
+  it and writing it back in a separate transaction: two concurrent updates of one document can lose one. A
+  service whose consumers share documents serializes those writes with one :class:`asyncio.Lock`.
 - **Figures are counter documents, summed in Python** (FerretDB v1 has few aggregation operators). A count is a
   set of tokens ``"<event id>:<amount>"`` added with ``$addToSet``: a replayed event adds the same token again,
   which changes nothing, so no figure is ever counted twice.

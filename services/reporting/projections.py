@@ -8,6 +8,7 @@ counter tokens; see civicbus.mongo), so a replayed event changes nothing and no 
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -110,6 +111,8 @@ class Projections:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
         self._zone = ZoneInfo(timezone)
+        # Ticket events and notification results update the same views and counters (see civicbus.mongo).
+        self._write_lock = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         # For the API's filtered lists on a real MongoDB (FerretDB v1 keeps them but filters by scanning).
@@ -132,6 +135,10 @@ class Projections:
         return changed
 
     async def apply_ticket_events(self, events: Iterable[TicketEvent]) -> int:
+        async with self._write_lock:
+            return await self._apply_ticket_events(list(events))
+
+    async def _apply_ticket_events(self, events: list[TicketEvent]) -> int:
         events = list(events)
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
@@ -179,6 +186,10 @@ class Projections:
         return applied
 
     async def apply_notifications(self, results: Iterable[NotificationResult]) -> int:
+        async with self._write_lock:
+            return await self._apply_notifications(list(results))
+
+    async def _apply_notifications(self, results: list[NotificationResult]) -> int:
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
         for result in results:

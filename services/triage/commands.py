@@ -60,6 +60,10 @@ class CommandHandler:
         self._tickets = db[TICKETS_COLLECTION]
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
+        async with self._store.write_lock:
+            return await self._handle(batch)
+
+    async def _handle(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
         commands: dict[str, TicketCommand] = {}
         for item in batch:

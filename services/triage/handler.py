@@ -72,6 +72,10 @@ class TriageHandler:
         self._level = level
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
+        async with self.store.write_lock:
+            return await self._handle(batch)
+
+    async def _handle(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
         unique: dict[str, Consumed] = {}
         for item in batch:

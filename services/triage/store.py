@@ -9,6 +9,7 @@ same document, so a batch read again after a crash skips what it already joined.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,6 +82,9 @@ def repeat_group(repeat_key: str) -> str:
 class TicketStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
+        # Triage's consumers (events and commands) write the same tickets and deadline buckets: one at a time
+        # (see civicbus.mongo); each holds it from its reads to its last write.
+        self.write_lock = asyncio.Lock()
         self._tickets = db[TICKETS_COLLECTION]
         self._groups = db[GROUPS_COLLECTION]
 
