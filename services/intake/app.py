@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicbus.service import Runtime, service_app
 from civicbus.settings import IntakeSettings
@@ -24,13 +23,51 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[router, commands_router],
     )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse(
-                {"detail": f"请求过大：上限 {settings.max_request_bytes} 字节 (request body too large)"}, status_code=413
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     return app
+
+
+class BodyLimit:
+    """Refuses a request body larger than ``max_bytes`` with 413 — announced by Content-Length or found while
+    reading a chunked upload — before it is parsed or published."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            {"detail": f"请求过大：上限 {self.max_bytes} 字节 (request body too large)"}, status_code=413
+        )
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await refusal(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except* _BodyTooLarge:  # may come wrapped in a task group's ExceptionGroup (Starlette's middleware)
+            if not started:
+                await refusal(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    """Raised from reading the body once it passed the limit; turned into the 413 answer above."""

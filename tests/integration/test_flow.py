@@ -200,3 +200,20 @@ async def test_a_batch_with_a_bad_item_accepts_the_rest_and_says_why_per_item(ht
     assert again.json()["results"][0]["event_id"] == answer["results"][0]["event_id"], "the same key, the same event"
     broken = await http.post(f"{intake}/v1/events/batch", content=b"[{", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400 and "JSON" in broken.json()["detail"]
+
+
+async def test_oversized_requests_are_refused_whether_announced_or_streamed(http, services):
+    intake = services["intake"].base_url
+    big = b"[" + b",".join([b'{"type": "complaint", "content": "' + "噪".encode() * 300 + b'"}'] * 1200) + b"]"
+    assert len(big) > 1_000_000
+    announced = await http.post(f"{intake}/v1/events/batch", content=big, headers={"Content-Type": "application/json"})
+    assert announced.status_code == 413 and "请求过大" in announced.json()["detail"]
+
+    async def chunks():
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    streamed = await http.post(f"{intake}/v1/events/batch", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and "请求过大" in streamed.json()["detail"]
+    long_field = await http.post(f"{intake}/v1/complaints", json={"content": "长" * 6000})
+    assert long_field.status_code == 422 and long_field.json()["detail"][0]["loc"][-1] == "content"
