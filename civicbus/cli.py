@@ -163,14 +163,11 @@ def asyncapi(
     output: Annotated[Optional[Path], typer.Option("-o", help="write to this file instead of stdout")] = None,
 ) -> None:
     """Print the AsyncAPI document of a service's Kafka interface."""
-    import importlib
-
-    from civicbus.service import asyncapi_document
-    from civicbus.settings import SETTINGS_BY_SERVICE
+    from civicbus.service import asyncapi_document, build_service
 
     if service not in SERVICES:
         _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
-    fastapi_app = importlib.import_module(f"services.{service}.app").create_app(SETTINGS_BY_SERVICE[service]())
+    fastapi_app = build_service(service)
     document = orjson.dumps(asyncapi_document(fastapi_app.state.runtime), option=orjson.OPT_INDENT_2)
     if output:
         output.write_bytes(document)

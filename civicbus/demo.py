@@ -25,6 +25,7 @@ from rich.table import Table
 
 from civicbus import devstack
 from civicbus.auth import Role, create_key
+from civicbus.events import STATE_NAMES, TicketState
 from civicbus.kafka import create_topics
 from civicbus.logs import mask_personal_data
 from civicbus.mongo import create_mongo, database
@@ -35,7 +36,6 @@ from civicbus.webhook_sink import WebhookSink
 SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
 DEMO_DB = "civicbus_demo"
 DEMO_PREFIX = "demo."
-STATE_NAMES = {"routed": "已派单", "manual": "待人工派单"}
 
 
 def _environment(sink: WebhookSink) -> dict[str, str]:
@@ -187,7 +187,7 @@ def _tickets_table(items: list[dict[str, Any]], units: dict[str, str], zone: Zon
         table.add_row(
             item["ticket_id"], item["category_name"], item.get("area_name") or "—",
             units.get(item["lead_unit"], "—"), "、".join(units.get(unit, unit) for unit in item["assist_units"]) or "—",
-            STATE_NAMES.get(item["state"], item["state"]), str(item.get("event_count", 1)),
+            STATE_NAMES[TicketState(item["state"])], str(item.get("event_count", 1)),
             _local(item["sign_for_due"], zone),
             _local(item["resolve_due"], zone),
         )

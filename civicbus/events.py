@@ -208,6 +208,15 @@ class TicketState(StrEnum):
     closed = "closed"  # 已回访，已关闭
 
 
+STATE_NAMES: dict[TicketState, str] = {
+    TicketState.routed: "已派单",
+    TicketState.manual: "待人工派单",
+    TicketState.acknowledged: "办理中",
+    TicketState.resolved: "已办结",
+    TicketState.closed: "已关闭",
+}
+"""What staff read for each state."""
+
 OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual, TicketState.acknowledged)
 """States in which a ticket still gathers repeats of its problem (alarm storms, 重复件); a repeat of a resolved or
 closed ticket's problem is a recurrence (反弹) and reopens it."""

@@ -197,8 +197,13 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
 SERVICES = ("intake", "triage", "notify", "reporting")
 
 
+def build_service(name: str, settings: ServiceSettings | None = None) -> FastAPI:
+    """The application of service ``name``, with its settings from the environment unless given."""
+    create_app = importlib.import_module(f"services.{name}.app").create_app
+    return create_app(settings or SETTINGS_BY_SERVICE[name]())
+
+
 def run_service(name: str) -> None:
     """Build a service from its settings (environment) and serve it: the ``main`` of every service."""
     settings = SETTINGS_BY_SERVICE[name]()
-    create_app = importlib.import_module(f"services.{name}.app").create_app
-    serve(create_app(settings), settings)
+    serve(build_service(name, settings), settings)

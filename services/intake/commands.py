@@ -18,10 +18,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from civicbus.auth import CurrentPrincipal
 from civicbus.events import Action, Actor, ReturnReason, Satisfaction, TicketCommand, derived_event_id
+from civicbus.mongo import COMMAND_RESULTS
 from civicbus.refusals import REFUSAL_TEXTS
 from civicbus.topics import COMMANDS
 
-COMMAND_RESULTS = "command_results"  # written by triage, read here
 POLL_SECONDS = 0.05
 
 REFUSAL_TABLE = "\n".join(

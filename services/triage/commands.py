@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, Ticket, TicketCommand, TicketEvent, derived_event_id
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
-from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.mongo import COMMAND_RESULTS, bulk_write, find_by_ids, insert_missing
 from civicbus.topics import TICKETS
 
 from .decide import TriageEngine
@@ -28,7 +28,6 @@ from .overdue import file_deadlines
 from .redispatch import rerouted, with_new_deadlines
 from .store import TICKETS_COLLECTION, StoredTicket, TicketStore
 
-COMMAND_RESULTS = "command_results"
 # Fields a command never sets: the events consumer owns them (grouping), or they are bookkeeping.
 _NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats"}
 
@@ -134,7 +133,10 @@ class CommandHandler:
                  "$addToSet": {"applied_commands": {"$each": applied[ticket_id]}}},
             ))
         await bulk_write(self._tickets, operations)
-        await file_deadlines(self._tickets.database, (Ticket.model_validate(snapshot) for snapshot in latest.values()))
+        moved = [ticket for ticket_id, snapshot in latest.items()
+                 if ((ticket := Ticket.model_validate(snapshot)).sign_for_due, ticket.resolve_due)
+                 != (stored[ticket_id].ticket.sign_for_due, stored[ticket_id].ticket.resolve_due)]
+        await file_deadlines(self._tickets.database, moved)  # 改派, 延期, 反弹… put them in new buckets
 
     @staticmethod
     def _event(

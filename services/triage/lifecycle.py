@@ -18,20 +18,12 @@ from civicbus.events import (
     Callback,
     EventKind,
     Extension,
+    STATE_NAMES,
     Satisfaction,
     Ticket,
     TicketCommand,
     TicketState,
 )
-
-
-STATE_NAMES = {
-    TicketState.routed: "已派单",
-    TicketState.manual: "待人工派单",
-    TicketState.acknowledged: "办理中",
-    TicketState.resolved: "已办结",
-    TicketState.closed: "已关闭",
-}
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,6 @@ class TicketStore:
     async def get_many(self, ticket_ids: Iterable[str]) -> dict[str, StoredTicket]:
         return {ticket_id: _stored(document) for ticket_id, document in (await find_by_ids(self._tickets, ticket_ids)).items()}
 
-    async def get(self, ticket_id: str) -> Ticket | None:
-        found = await self.get_many([ticket_id])
-        return found[ticket_id].ticket if found else None
-
     async def tickets_of(self, groups: Iterable[str]) -> dict[str, StoredTicket]:
         """group → the latest ticket of its problem (open or not), for the groups that have one."""
         pointers = await find_by_ids(self._groups, groups)

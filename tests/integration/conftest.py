@@ -27,6 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
+from civicbus.service import build_service
 from civicbus.settings import HttpSettings, SETTINGS_BY_SERVICE, ServiceSettings
 from civicbus.webhook_sink import WebhookSink
 
@@ -98,10 +99,8 @@ class RunningService:
 
 
 async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningService:
-    import importlib
-
     settings = stack.settings(name, **overrides)
-    app = importlib.import_module(f"services.{name}.app").create_app(settings)
+    app = build_service(name, settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 60

@@ -217,3 +217,18 @@ async def test_oversized_requests_are_refused_whether_announced_or_streamed(http
     assert streamed.status_code == 413 and "请求过大" in streamed.json()["detail"]
     long_field = await http.post(f"{intake}/v1/complaints", json={"content": "长" * 6000})
     assert long_field.status_code == 422 and long_field.json()["detail"][0]["loc"][-1] == "content"
+
+
+async def test_a_receiver_that_fails_at_first_gets_the_message_on_a_retry(http, services, sink, mongo):
+    sink.fail_first = 2  # the next two webhook requests answer 503
+    accepted = await _post(http, services, "complaints", {"content": "超市出售过期食品", "address": "新桥农贸市场"})
+    ticket = await _ticket_for(http, services, accepted["event_id"])
+
+    async def all_delivered() -> list | None:
+        notes = await mongo["notifications"].find({"ticket_id": ticket["ticket_id"]}).to_list(None)
+        return notes if notes and all(note["status"] == "delivered" for note in notes) else None
+
+    notes = await eventually(all_delivered, what="every message delivered despite the failures")
+    results = [attempt["result"] for note in notes for attempt in note["attempts"]]
+    assert results.count("http_error") == 2 and results.count("ok") == len(notes)
+    assert sink.fail_first == 0
