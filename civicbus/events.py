@@ -466,3 +466,52 @@ def ticket_number(prefix: str, created_at: datetime, source_event_id: str) -> st
 
 
 INCOMING_ADAPTER: TypeAdapter[Any] = TypeAdapter(IncomingEvent)
+
+
+# --------------------------------------------------------------------------- submissions (事件接入)
+
+
+class Submission(Model):
+    """What a sender hands in for one incoming event: the fields of its kind plus optional envelope fields; intake
+    fills in the rest. The same JSON is one item of ``POST /v1/events/batch`` and one record of ``civic.intake``."""
+
+    source: ShortText = Field(default="", description="the sending system; default: the API key's name")
+    occurred_at: AwareDatetime | None = Field(default=None, description="when it happened; default: now")
+    correlation_id: str = Field(default="", max_length=100)
+    idempotency_key: ShortText = Field(default="", description="the same key from the same sender is the same event")
+
+    @property
+    def kind(self) -> str:
+        return f"submission.{getattr(self, 'type', '')}"
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ComplaintSubmission(Complaint, Submission):
+    type: Literal["complaint"] = "complaint"
+
+
+class AlarmSubmission(Alarm, Submission):
+    type: Literal["alarm"] = "alarm"
+
+
+class InspectionSubmission(Inspection, Submission):
+    type: Literal["inspection"] = "inspection"
+
+
+class WorkOrderSubmission(Submission):
+    """A work order in an upstream platform's own format (e.g. a 12345 hotline platform's 工单), translated into a
+    complaint by that platform's mapping file (``config/…/upstream/<platform>.yaml``)."""
+
+    type: Literal["work_order"] = "work_order"
+    platform: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+    order: dict[str, Any] = Field(description="the work order as the platform sends it")
+
+
+SUBMISSION_ADAPTER: TypeAdapter[Any] = TypeAdapter(
+    Annotated[
+        ComplaintSubmission | AlarmSubmission | InspectionSubmission | WorkOrderSubmission,
+        Field(discriminator="type"),
+    ]
+)

@@ -13,18 +13,22 @@ from pydantic import TypeAdapter
 
 from civicbus.events import (
     INCOMING_ADAPTER,
+    SUBMISSION_ADAPTER,
     Action,
     Actor,
     Alarm,
     AlarmRaised,
+    AlarmSubmission,
     CategoryEvidence,
     Complaint,
     ComplaintReceived,
+    ComplaintSubmission,
     DeadLetter,
     Event,
     EventKind,
     Inspection,
     InspectionReported,
+    InspectionSubmission,
     Location,
     LocationEvidence,
     NotificationResult,
@@ -34,6 +38,7 @@ from civicbus.events import (
     TicketCommand,
     TicketEvent,
     TicketState,
+    WorkOrderSubmission,
 )
 
 
@@ -43,7 +48,7 @@ class Topic:
     description: str
     partitions: int
     key: str
-    schemas: tuple[type[Event], ...]
+    schemas: tuple[type[Event], ...]  # civic.intake: submissions (they have kind and encode too)
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     adapter: TypeAdapter
@@ -224,4 +229,49 @@ DEAD_LETTERS = Topic(
     examples=(_DEAD_LETTER,),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (EVENTS, COMMANDS, TICKETS, NOTIFICATIONS, DEAD_LETTERS)
+_SUBMITTED_COMPLAINT = ComplaintSubmission(
+    source="12345",
+    idempotency_key="12345-20260920-0042",
+    content="文昌路锦绣花园旁工地晚上十点后还在施工，扬尘很大，请尽快处理。",
+    address="文昌路锦绣花园东侧",
+    external_id="12345-20260920-0042",
+    upstream_category="0303",
+)
+_SUBMITTED_ALARM = AlarmSubmission(
+    source="iot.smoke", content="烟感报警：3号厂房二层", device_id="SMK-0031", alarm_type="smoke",
+    location=Location(lat=30.8412, lon=120.0523),
+)
+_SUBMITTED_INSPECTION = InspectionSubmission(
+    source="inspection-app", content="企业消防通道被货物堵塞", inspection_type="安全生产", target="示范五金制品有限公司",
+)
+_SUBMITTED_WORK_ORDER = WorkOrderSubmission(
+    source="12345",
+    platform="hotline12345",
+    order={
+        "gdbh": "ZJ12345-20260920-000042",
+        "lyqd": "01",
+        "ldhm": "13800001234",
+        "sxfl": {"dm": "0303", "mc": "扬尘"},
+        "fsdz": "文昌路锦绣花园东侧",
+        "sqnr": "工地晚上十点后还在施工，扬尘很大。",
+        "blsx": "2026-09-22 18:00:00",
+    },
+)
+
+INTAKE = Topic(
+    name="civic.intake",
+    description=(
+        "Events handed in through Kafka instead of HTTP, as the JSON of one item of POST /v1/events/batch "
+        "(type complaint, alarm, inspection or work_order); intake validates them as its HTTP API does, publishes "
+        "them on civic.events and dead-letters the rest with the reason"
+    ),
+    partitions=6,
+    key="any; the idempotency key or work-order number keeps one sender's retries in order",
+    schemas=(ComplaintSubmission, AlarmSubmission, InspectionSubmission, WorkOrderSubmission),  # type: ignore[arg-type]
+    producers=("upstream systems",),
+    consumers=("intake",),
+    adapter=SUBMISSION_ADAPTER,
+    examples=(_SUBMITTED_COMPLAINT, _SUBMITTED_ALARM, _SUBMITTED_INSPECTION, _SUBMITTED_WORK_ORDER),  # type: ignore[arg-type]
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (EVENTS, COMMANDS, TICKETS, NOTIFICATIONS, DEAD_LETTERS, INTAKE)

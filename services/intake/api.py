@@ -12,48 +12,17 @@ from typing import Annotated, Any
 import orjson
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from civicbus.auth import CurrentPrincipal
-from civicbus.events import (
-    Alarm,
-    AlarmRaised,
-    Complaint,
-    ComplaintReceived,
-    Event,
-    EventContent,
-    Inspection,
-    InspectionReported,
-    derived_event_id,
-    utcnow,
-)
+from civicbus.events import AlarmSubmission, ComplaintSubmission, Event, InspectionSubmission, Submission, WorkOrderSubmission
 from civicbus.logs import get_logger
 from civicbus.topics import EVENTS
 
+from .admission import Admission, Refused, parse
+
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["intake"])
-
-
-class Envelope(BaseModel):
-    """Optional envelope fields a sender may set; civicbus fills in the rest."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str | None = Field(default=None, max_length=200, description="the sending system; default: the API key's name")
-    occurred_at: AwareDatetime | None = Field(default=None, description="when it happened; default: now")
-    correlation_id: str | None = Field(default=None, max_length=100)
-
-
-class ComplaintSubmission(Complaint, Envelope):
-    pass
-
-
-class AlarmSubmission(Alarm, Envelope):
-    pass
-
-
-class InspectionSubmission(Inspection, Envelope):
-    pass
 
 
 class Accepted(BaseModel):
@@ -69,29 +38,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _event_id(principal_name: str, idempotency_key: str | None) -> str | None:
-    # Scoped to the sender: two systems choosing the same key are two events.
-    return derived_event_id("intake", principal_name, idempotency_key) if idempotency_key else None
-
-
-def _build(
-    submission: Envelope,
-    content_type: type[EventContent],
-    event_type: type[Event],
-    principal_name: str,
-    idempotency_key: str | None,
-) -> Event:
-    data = content_type.model_validate(submission.model_dump(include=set(content_type.model_fields)))
-    envelope: dict[str, Any] = {
-        "source": submission.source or principal_name,
-        "occurred_at": submission.occurred_at or utcnow(),
-        "correlation_id": submission.correlation_id or "",
-        "data": data,
-    }
-    event_id = _event_id(principal_name, idempotency_key)
-    if event_id:
-        envelope["event_id"] = event_id
-    return event_type(**envelope)
+def admission(request: Request) -> Admission:
+    return request.app.state.admission
 
 
 async def _publish(request: Request, events: list[Event]) -> None:
@@ -106,15 +54,13 @@ async def _publish(request: Request, events: list[Event]) -> None:
         ) from error
 
 
-async def _accept(
-    request: Request,
-    submission: Envelope,
-    content_type: type[EventContent],
-    event_type: type[Event],
-    principal_name: str,
-    idempotency_key: str | None,
-) -> Accepted:
-    event = _build(submission, content_type, event_type, principal_name, idempotency_key)
+async def accept(request: Request, submission: Submission, sender: str, idempotency_key: str | None) -> Accepted:
+    """Admit one submission, publish its event and wait for Kafka's acknowledgement; 422 with the problems if it
+    cannot become an event."""
+    try:
+        event = admission(request).event(submission, sender, idempotency_key or "")
+    except Refused as error:
+        raise HTTPException(422, detail=error.problems) from error
     structlog.contextvars.bind_contextvars(event_id=event.event_id, correlation_id=event.correlation_id)
     await _publish(request, [event])
     log.info("event accepted", kind=str(event.kind), source=event.source)
@@ -130,14 +76,14 @@ async def _accept(
 async def post_complaint(
     submission: ComplaintSubmission, request: Request, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
 ) -> Accepted:
-    return await _accept(request, submission, Complaint, ComplaintReceived, principal.name, idempotency_key)
+    return await accept(request, submission, principal.name, idempotency_key)
 
 
 @router.post("/alarms", status_code=202, response_model=Accepted, summary="Accept an alarm (接收告警/警情)")
 async def post_alarm(
     submission: AlarmSubmission, request: Request, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
 ) -> Accepted:
-    return await _accept(request, submission, Alarm, AlarmRaised, principal.name, idempotency_key)
+    return await accept(request, submission, principal.name, idempotency_key)
 
 
 @router.post("/inspections", status_code=202, response_model=Accepted, summary="Accept an inspection finding (巡查发现)")
@@ -147,20 +93,31 @@ async def post_inspection(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
-    return await _accept(request, submission, Inspection, InspectionReported, principal.name, idempotency_key)
+    return await accept(request, submission, principal.name, idempotency_key)
 
 
-
+@router.post(
+    "/upstream/{platform}/work-orders",
+    status_code=202,
+    response_model=Accepted,
+    summary="Accept a work order in an upstream platform's own format (上游工单, e.g. 12345)",
+    description=(
+        "The body is the work order as the platform sends it; the platform's mapping file "
+        "(`config/…/upstream/<platform>.yaml`) translates it into a complaint. The work-order number makes a resent "
+        "order the same event. 404 for a platform without a mapping, 422 naming the fields that do not map."
+    ),
+)
+async def post_work_order(
+    platform: str, order: dict[str, Any], request: Request, principal: CurrentPrincipal
+) -> Accepted:
+    if platform not in admission(request).mappings:
+        raise HTTPException(404, detail=f"未配置的上游平台 {platform!r} (no mapping for this platform)")
+    return await accept(request, WorkOrderSubmission(platform=platform, order=order), principal.name, None)
 
 
 # --------------------------------------------------------------------------- batches
 
 MAX_BATCH_ITEMS = 1000
-KINDS = {
-    "complaint": (ComplaintSubmission, Complaint, ComplaintReceived),
-    "alarm": (AlarmSubmission, Alarm, AlarmRaised),
-    "inspection": (InspectionSubmission, Inspection, InspectionReported),
-}
 
 
 class ItemResult(BaseModel):
@@ -193,8 +150,8 @@ def _parse_batch(body: bytes, content_type: str) -> list[Any]:
     response_model=BatchAnswer,
     summary="Accept a batch of events (批量受理): a JSON array or NDJSON, with a result per item",
     description=(
-        "Each item is an object with `type` (complaint, alarm or inspection), the fields of that kind, and an "
-        "optional `idempotency_key`. Valid items are published together and acknowledged by Kafka before the "
+        "Each item is an object with `type` (complaint, alarm, inspection or work_order), the fields of that kind, "
+        "and an optional `idempotency_key`; the same JSON may be published on the `civic.intake` topic instead. Valid items are published together and acknowledged by Kafka before the "
         "answer; invalid items are answered with their errors and change nothing. At most "
         f"{MAX_BATCH_ITEMS} items."
     ),
@@ -206,20 +163,10 @@ async def post_batch(request: Request, principal: CurrentPrincipal) -> BatchAnsw
     results: list[ItemResult] = []
     events: list[Event] = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or item.get("type") not in KINDS:
-            results.append(ItemResult(index=index, status="invalid",
-                                      errors=["type: 须为 complaint、alarm 或 inspection (must be complaint, alarm or inspection)"]))
-            continue
-        fields = {key: value for key, value in item.items() if key not in ("type", "idempotency_key")}
-        submission_type, content_type, event_type = KINDS[item["type"]]
         try:
-            submission = submission_type.model_validate(fields)
-            event = _build(submission, content_type, event_type, principal.name, item.get("idempotency_key"))
-        except ValidationError as error:
-            results.append(ItemResult(index=index, status="invalid", errors=[
-                f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-                for problem in error.errors(include_url=False)
-            ]))
+            event = admission(request).event(parse(item), principal.name)
+        except Refused as error:
+            results.append(ItemResult(index=index, status="invalid", errors=error.problems))
             continue
         events.append(event)
         results.append(ItemResult(index=index, status="accepted", event_id=event.event_id))

@@ -9,20 +9,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from civicbus.service import Runtime, service_app
 from civicbus.settings import IntakeSettings
 
+from .admission import Admission
 from .api import router
 from .commands import router as commands_router
+from .kafka_entry import subscribe_intake_topic
+from .upstream import load_mappings
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = Runtime.build(settings)
+    admission = Admission(load_mappings(settings.config_dir, runtime.district))
+    subscribe_intake_topic(runtime, admission)
     app = service_app(
         runtime,
         title="civicbus intake",
         description="Accepts complaints, alarms and inspection findings (事件受理), published with acks=all.",
         routers=[router, commands_router],
     )
-
+    app.state.admission = admission
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     return app
 
