@@ -191,7 +191,7 @@ TICKETS = Topic(
     key="ticket id",
     schemas=(TicketEvent,),
     producers=("triage",),
-    consumers=("notify", "reporting"),
+    consumers=("notify", "reporting", "intake (Open311 request status)"),
     adapter=TypeAdapter(TicketEvent),
     examples=(_TICKET,),
 )

@@ -1,4 +1,5 @@
-"""The intake service: HTTP in, ``civic.events`` out."""
+"""The intake service: its own JSON API, upstream work orders, Open311 and the ``civic.intake`` topic in;
+``civic.events`` out."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from .admission import Admission
 from .api import router
 from .commands import router as commands_router
 from .kafka_entry import subscribe_intake_topic
+from .open311 import Open311Error, open311_error_handler
+from .open311 import router as open311_router
+from .open311_catalog import load_catalog
+from .open311_requests import RequestStore, subscribe_ticket_status
 from .upstream import load_mappings
 
 
@@ -21,12 +26,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime = Runtime.build(settings)
     admission = Admission(load_mappings(settings.config_dir, runtime.district))
     subscribe_intake_topic(runtime, admission)
+    catalog = load_catalog(settings.config_dir, runtime.district)  # None: the configuration offers no Open311
+    requests = RequestStore(runtime)
+    if catalog:
+        subscribe_ticket_status(runtime, requests)
     app = service_app(
         runtime,
         title="civicbus intake",
         description="Accepts complaints, alarms and inspection findings (事件受理), published with acks=all.",
-        routers=[router, commands_router],
+        routers=[router, commands_router, *([open311_router] if catalog else [])],
     )
+    app.state.open311 = catalog
+    app.state.open311_requests = requests
+    app.add_exception_handler(Open311Error, open311_error_handler)
     app.state.admission = admission
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -1,0 +1,414 @@
+"""Open311 GeoReport v2 (``/open311/v2``), faithful to the spec so existing Open311 clients work unmodified.
+
+Every resource ends in ``.json`` or ``.xml``: discovery, services (with group and keywords), a service's definition
+(attributes with datatypes and value lists), POST requests (form-encoded, ``api_key``, ``lat``/``long`` in WGS84 or
+``address_string``/``address_id``, ``attribute[CODE]``), GET requests (filters ``service_request_id``,
+``service_code``, ``start_date``, ``end_date``, ``status``; ``page`` and ``page_size``, the common extension),
+GET requests/{id} and GET tokens/{token}. Errors are the spec's ``<errors><error><code/><description/></error>``
+(or the JSON list) with 400, 403 or 404. Datetimes are ISO 8601 with the district's offset.
+
+A posted request is a complaint (channel ``open311``) admitted like every other submission; the chosen service
+decides the category as a 12345 category code would. It is answered with its ``service_request_id`` at once —
+intake answers after Kafka acknowledged the event — so tokens are only a courtesy: a token is the request id.
+GET endpoints need no key (Open311 reads are public) and expose no personal data; POST needs an ``api_key``
+(a civicbus API key).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from civicbus.auth import KeyStore
+from civicbus.events import ComplaintSubmission, Location, utcnow
+from civicbus.logs import get_logger, mask_personal_data
+from civicbus.topics import EVENTS
+
+from .admission import Refused, describe
+from .open311_catalog import AttributeSpec, Catalog, Service
+from .open311_requests import RequestStore
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
+DEFAULT_WINDOW = timedelta(days=90)  # the spec's default span of GET requests
+MAX_PAGE_SIZE = 1000  # the spec's default cap
+# Element names of list items in XML (JSON has plain lists).
+ITEM_TAGS = {"attributes": "attribute", "values": "value", "endpoints": "endpoint", "formats": "format"}
+# What the citizen called the complaint fields, for error messages.
+FORM_NAMES = {"content": "description", "address": "address_string", "caller_phone": "phone",
+              "caller_name": "first_name/last_name", "location": "lat/long"}
+REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name", "service_code", "description",
+                  "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",
+                  "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url")
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, *descriptions: str) -> None:
+        super().__init__("; ".join(descriptions))
+        self.status = status
+        self.descriptions = descriptions
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _text(value: Any, zone: ZoneInfo) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _datetime(value, zone)
+    return str(value)
+
+
+def _datetime(value: datetime, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _element(tag: str, value: Any, zone: ZoneInfo) -> ElementTree.Element:
+    element = ElementTree.Element(tag)
+    if isinstance(value, dict):
+        for name, child in value.items():
+            element.append(_element(name, child, zone))
+    elif isinstance(value, list):
+        for child in value:
+            element.append(_element(ITEM_TAGS.get(tag, "item"), child, zone))
+    else:
+        element.text = _text(value, zone)
+    return element
+
+
+def _json_ready(value: Any, zone: ZoneInfo) -> Any:
+    if isinstance(value, datetime):
+        return _datetime(value, zone)
+    if isinstance(value, dict):
+        return {name: _json_ready(child, zone) for name, child in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(child, zone) for child in value]
+    return value
+
+
+def render(fmt: str, root: str, item: str | None, payload: Any, zone: ZoneInfo, status: int = 200) -> Response:
+    """``payload`` as JSON, or as XML under ``root`` (each list entry an ``item`` element)."""
+    if fmt == "json":
+        return Response(orjson.dumps(_json_ready(payload, zone)), status_code=status, media_type=FORMATS["json"])
+    if item is None:
+        tree = _element(root, payload, zone)
+    else:
+        tree = ElementTree.Element(root)
+        tree.extend(_element(item, entry, zone) for entry in payload)
+    body = b'<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(tree, encoding="utf-8", xml_declaration=False)
+    return Response(body, status_code=status, media_type=FORMATS["xml"])
+
+
+def render_error(fmt: str, error: Open311Error) -> Response:
+    errors = [{"code": error.status, "description": description} for description in error.descriptions]
+    return render(fmt if fmt in FORMATS else "xml", "errors", "error", errors, ZoneInfo("UTC"), error.status)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _catalog(request: Request) -> Catalog:
+    return request.app.state.open311
+
+
+def _zone(request: Request) -> ZoneInfo:
+    return ZoneInfo(request.app.state.runtime.district.timezone)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise Open311Error(404, f"不支持的格式 {fmt!r}：请用 .xml 或 .json (format not supported)")
+
+
+def _check_jurisdiction(request: Request, supplied: str | None) -> None:
+    expected = _catalog(request).settings.jurisdiction_id
+    if supplied and supplied != expected:
+        raise Open311Error(404, f"jurisdiction_id {supplied!r} 不存在 (jurisdiction not found; this is {expected})")
+
+
+def _service(request: Request, code: str) -> Service:
+    service = _catalog(request).services.get(code)
+    if service is None:
+        raise Open311Error(404, f"service_code {code!r} 不存在 (service not found)")
+    return service
+
+
+def _parse_datetime(name: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise Open311Error(400, f"{name} 应为 ISO 8601 时间，如 2026-11-25T08:00:00+08:00 (not a datetime)") from error
+    if moment.tzinfo is None:
+        raise Open311Error(400, f"{name} 须带时区，如 +08:00 或 Z (a timezone is required)")
+    return moment
+
+
+def _listed(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _positive(name: str, value: str | None, default: int, most: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise Open311Error(400, f"{name} 应为 1 到 {most} 的整数 (must be an integer from 1 to {most})")
+    return int(value)
+
+
+def _request_view(document: dict[str, Any]) -> dict[str, Any]:
+    view = {name: document.get(name) for name in REQUEST_FIELDS}
+    view["service_request_id"] = document["_id"]
+    return view
+
+
+async def open311_error_handler(request: Request, error: Exception) -> Response:
+    """The spec's error document, in the format the path asked for (XML, the required format, otherwise)."""
+    assert isinstance(error, Open311Error)
+    return render_error(request.path_params.get("fmt", "xml"), error)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@router.get("/discovery.{fmt}", summary="Service discovery (服务发现)")
+async def discovery(request: Request, fmt: str) -> Response:
+    _check_format(fmt)
+    settings = _catalog(request).settings
+    document = {
+        "changeset": settings.changeset,
+        "contact": settings.contact,
+        "key_service": settings.key_service,
+        "endpoints": [{
+            "specification": SPECIFICATION,
+            "url": str(request.base_url).rstrip("/") + router.prefix,
+            "changeset": settings.changeset,
+            "type": "production",
+            "formats": [media_type.split(";")[0] for media_type in FORMATS.values()],
+        }],
+    }
+    return render(fmt, "discovery", None, document, _zone(request))
+
+
+@router.get("/services.{fmt}", summary="Service list (服务目录): the categories citizens may report")
+async def services(request: Request, fmt: str) -> Response:
+    _check_format(fmt)
+    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
+    listing = [service.listing() for service in _catalog(request).services.values()]
+    return render(fmt, "services", "service", listing, _zone(request))
+
+
+@router.get("/services/{code}.{fmt}", summary="Service definition (服务定义): the attributes a service asks")
+async def service_definition(request: Request, code: str, fmt: str) -> Response:
+    _check_format(fmt)
+    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
+    return render(fmt, "service_definition", None, _service(request, code).definition(), _zone(request))
+
+
+@router.get("/requests/{request_id}.{fmt}", summary="One service request (诉求详情)")
+async def get_request(request: Request, request_id: str, fmt: str) -> Response:
+    _check_format(fmt)
+    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
+    documents = await _store(request).by_ids([request_id])
+    if not documents:
+        raise Open311Error(404, f"service_request_id {request_id!r} 不存在 (request not found)")
+    return render(fmt, "service_requests", "request", [_request_view(documents[0])], _zone(request))
+
+
+@router.get("/tokens/{token}.{fmt}", summary="The request id of a token (回执查询)")
+async def get_token(request: Request, token: str, fmt: str) -> Response:
+    _check_format(fmt)
+    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
+    documents = await _store(request).by_ids([token])
+    if not documents:
+        raise Open311Error(404, f"token {token!r} 不存在 (token not found)")
+    return render(fmt, "service_requests", "request", [{"service_request_id": documents[0]["_id"], "token": token}],
+                  _zone(request))
+
+
+def _store(request: Request) -> RequestStore:
+    return request.app.state.open311_requests
+
+
+@router.get("/requests.{fmt}", summary="Service requests (诉求列表) with their status, filtered and paged")
+async def get_requests(request: Request, fmt: str) -> Response:
+    _check_format(fmt)
+    params = request.query_params
+    _check_jurisdiction(request, params.get("jurisdiction_id"))
+    store = _store(request)
+    ids = _listed(params.get("service_request_id"))
+    if ids:  # the spec: with ids, every other filter is ignored
+        documents = await store.by_ids(ids[:MAX_PAGE_SIZE])
+    else:
+        end = _parse_datetime("end_date", params["end_date"]) if params.get("end_date") else utcnow()
+        start = _parse_datetime("start_date", params["start_date"]) if params.get("start_date") else end - DEFAULT_WINDOW
+        statuses = _listed(params.get("status"))
+        if set(statuses) - {"open", "closed"}:
+            raise Open311Error(400, "status 只能是 open 或 closed (status must be open or closed)")
+        page = _positive("page", params.get("page"), 1, 1_000_000)
+        page_size = _positive("page_size", params.get("page_size"), MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        documents = await store.search(start, end, _listed(params.get("service_code")), statuses)
+        documents = documents[(page - 1) * page_size : page * page_size]
+    return render(fmt, "service_requests", "request", [_request_view(document) for document in documents],
+                  _zone(request))
+
+
+# --------------------------------------------------------------------------- POST requests
+
+
+def _answers(form: FormData, service: Service) -> tuple[dict[str, str], list[str]]:
+    """The attribute answers as labels ``open311_<code>``, and the problems found."""
+    labels: dict[str, str] = {}
+    problems: list[str] = []
+    for _, spec in service.attributes:
+        values = [value for value in (*form.getlist(f"attribute[{spec.code}]"), *form.getlist(f"attribute[{spec.code}][]"))
+                  if isinstance(value, str) and value.strip()]
+        if not values:
+            if spec.required and spec.variable:
+                problems.append(f"attribute[{spec.code}] 必填：{spec.description} (required)")
+            continue
+        problem = _check_answer(spec, values)
+        if problem:
+            problems.append(f"attribute[{spec.code}] {problem}")
+            continue
+        labels[f"open311_{spec.code.lower()}"] = ",".join(values)
+    return labels, problems
+
+
+def _check_answer(spec: AttributeSpec, values: list[str]) -> str:
+    keys = {value.key for value in spec.values}
+    if spec.datatype != "multivaluelist" and len(values) > 1:
+        return "只能有一个值 (one value expected)"
+    if spec.datatype in ("singlevaluelist", "multivaluelist") and set(values) - keys:
+        return f"的值须为 {'、'.join(sorted(keys))} 之一 (not in the value list)"
+    if spec.datatype == "number":
+        try:
+            float(values[0])
+        except ValueError:
+            return "应为数字 (a number is expected)"
+    if spec.datatype == "datetime":
+        try:
+            datetime.fromisoformat(values[0].replace("Z", "+00:00"))
+        except ValueError:
+            return "应为 ISO 8601 时间 (a datetime is expected)"
+    if sum(len(value) for value in values) > 200:
+        return "过长：上限 200 字 (at most 200 characters)"
+    return ""
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _location(form: FormData) -> Location | None:
+    lat, lon = _field(form, "lat"), _field(form, "long")
+    if not lat and not lon:
+        return None
+    try:
+        # Open311's lat/long are WGS84 (GPS); apps on 高德/腾讯 maps must convert from GCJ-02 first.
+        return Location(lat=float(lat), lon=float(lon))
+    except (ValueError, ValidationError) as error:
+        raise Open311Error(400, "lat/long 应为 WGS84 经纬度数值 (lat and long must be WGS84 degrees)") from error
+
+
+@router.post("/requests.{fmt}", summary="Post a service request (提交诉求), form-encoded with api_key")
+async def post_request(request: Request, fmt: str) -> Response:
+    _check_format(fmt)
+    form = await request.form()
+    key = _field(form, "api_key") or request.headers.get("X-API-Key", "")
+    key_store: KeyStore = request.app.state.key_store
+    principal = await key_store.find(key) if key else None
+    if principal is None:
+        raise Open311Error(403, "api_key 缺失或无效 (api_key missing or invalid)")
+    _check_jurisdiction(request, _field(form, "jurisdiction_id"))
+    code = _field(form, "service_code")
+    if not code:
+        raise Open311Error(400, "缺少 service_code (service_code not provided)")
+    service = _catalog(request).services.get(code)
+    if service is None:
+        raise Open311Error(400, f"service_code {code!r} 不存在 (service_code not found)")
+    location = _location(form)
+    address, address_id = _field(form, "address_string"), _field(form, "address_id")
+    if location is None and not address and not address_id:
+        raise Open311Error(400, "须提供 lat/long、address_string 或 address_id (a location is required)")
+    labels, problems = _answers(form, service)
+    if problems:
+        raise Open311Error(400, *problems)
+    media_url = _field(form, "media_url")
+    labels["open311_service"] = service.code
+    if media_url and len(media_url) <= 200:
+        labels["open311_media_url"] = media_url
+    description = _field(form, "description")
+    try:
+        submission = ComplaintSubmission(
+            title=service.name,
+            content=description or service.name,
+            address=address or address_id,
+            location=location,
+            labels=labels,
+            channel="open311",
+            caller_name=f"{_field(form, 'last_name')}{_field(form, 'first_name')}",  # 姓 then 名
+            caller_phone=_field(form, "phone"),  # kept for the 回访 callback; e-mail is not kept at all
+            upstream_category=service.upstream_code,
+        )
+        event = request.app.state.admission.event(submission, principal.name, request.headers.get("Idempotency-Key", ""))
+    except ValidationError as error:
+        raise Open311Error(400, *_form_problems(describe(error))) from error
+    except Refused as error:
+        raise Open311Error(400, *_form_problems(error.problems)) from error
+
+    store = _store(request)
+    now = utcnow()
+    created = await store.record(event.event_id, {
+        "service_code": service.code,
+        "service_name": service.name,
+        "description": mask_personal_data(description),
+        "address": address,
+        "address_id": address_id,
+        "zipcode": "",
+        "lat": location.lat if location else None,
+        "long": location.lon if location else None,
+        "media_url": media_url,
+        "requested_datetime": now,
+        "updated_datetime": now,
+        "status": "open",
+        "status_notes": "已受理 (received)",
+        "agency_responsible": "",
+        "service_notice": "",
+        "expected_datetime": None,
+        "ticket_version": 0,
+        "submitted_by": principal.name,
+    })
+    try:
+        await request.app.state.runtime.publisher.publish(EVENTS, [event])
+    except Exception as error:
+        log.exception("Open311 request not accepted: Kafka did not acknowledge it")
+        if created:
+            await store.forget(event.event_id)
+        raise Open311Error(503, "暂时无法受理，请稍后重试 (service unavailable; retry later)") from error
+    log.info("Open311 request accepted", event_id=event.event_id, service_code=service.code, source=event.source)
+    answer = [{"service_request_id": event.event_id, "service_notice": "已受理，正在派单", "account_id": None}]
+    return render(fmt, "service_requests", "request", answer, _zone(request), status=201)
+
+
+def _form_problems(problems: list[str]) -> list[str]:
+    renamed = []
+    for problem in problems:
+        field, _, message = problem.partition(":")
+        head = field.split(".")[0]
+        renamed.append(f"{FORM_NAMES.get(head, head)}:{message}")
+    return renamed

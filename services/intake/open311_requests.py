@@ -1,0 +1,105 @@
+"""Intake's read model of Open311 service requests (``open311_requests``): what GET requests answers.
+
+A request is recorded when it is posted (before its event is published, so its ticket's first transition always
+finds it) and follows its ticket by consuming ``civic.tickets``: open/closed, status notes, the lead unit as
+agency_responsible and the resolve deadline as expected_datetime. Services talk only through Kafka, so intake keeps
+this small copy instead of asking triage. Nothing personal is stored: no phone, no e-mail, no name, and the
+description is kept with phone and ID numbers masked — GET requests is public, as Open311 intends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.operations import UpdateOne
+
+from civicbus.events import STATE_NAMES, TicketEvent, TicketState
+from civicbus.kafka import BatchOutcome, Consumed, subscribe_batch
+from civicbus.logs import mask_personal_data
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.service import Runtime
+from civicbus.topics import TICKETS
+
+COLLECTION = "open311_requests"
+CLOSED_STATES = (TicketState.resolved, TicketState.closed)
+
+
+class RequestStore:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.collection: AsyncCollection = runtime.db[COLLECTION]
+        # FerretDB v1 updates are read-modify-write: a retried POST's insert and a ticket update of the same
+        # request must not interleave.
+        self.lock = asyncio.Lock()
+
+    async def record(self, request_id: str, document: dict[str, Any]) -> bool:
+        """Record a new request; False if it exists already (a retried POST)."""
+        async with self.lock:
+            return bool(await insert_missing(self.collection, {request_id: document}))
+
+    async def forget(self, request_id: str) -> None:
+        """Remove a request whose event Kafka did not take (the client will retry)."""
+        async with self.lock:
+            await self.collection.delete_one({"_id": request_id})
+
+    async def follow_tickets(self, batch: list[Consumed]) -> BatchOutcome:
+        latest: dict[str, TicketEvent] = {}
+        for item in batch:
+            event: TicketEvent = item.event
+            ticket = event.ticket
+            for request_id in (ticket.source_event_id, *(repeat.event_id for repeat in ticket.repeats)):
+                known = latest.get(request_id)
+                if known is None or known.ticket.version <= ticket.version:
+                    latest[request_id] = event
+        async with self.lock:
+            # Only Open311 requests are recorded; look-ups by _id (FerretDB pushes nothing else down).
+            found = await find_by_ids(self.collection, latest, {"ticket_version": 1})
+            updates = [
+                UpdateOne({"_id": request_id}, {"$set": self._status(latest[request_id])})
+                for request_id, document in found.items()
+                if document.get("ticket_version", 0) < latest[request_id].ticket.version
+            ]
+            await bulk_write(self.collection, updates)
+        return BatchOutcome(duplicates=len(found) - len(updates))
+
+    def _status(self, event: TicketEvent) -> dict[str, Any]:
+        ticket = event.ticket
+        district = self.runtime.district
+        unit = district.units.get(ticket.lead_unit) or (district.dispatcher if ticket.state == TicketState.manual else None)
+        notes = STATE_NAMES[ticket.state]
+        if ticket.state in CLOSED_STATES and ticket.resolution:
+            notes = f"{notes}：{ticket.resolution}"
+        return {
+            "status": "closed" if ticket.state in CLOSED_STATES else "open",
+            "status_notes": mask_personal_data(notes),
+            "agency_responsible": unit.name if unit else "",
+            "service_notice": f"工单号 {ticket.ticket_id}",
+            "expected_datetime": ticket.resolve_due,
+            "updated_datetime": event.occurred_at,
+            "ticket_id": ticket.ticket_id,
+            "ticket_version": ticket.version,
+        }
+
+    async def by_ids(self, request_ids: list[str]) -> list[dict[str, Any]]:
+        found = await find_by_ids(self.collection, request_ids)
+        return [found[request_id] for request_id in request_ids if request_id in found]
+
+    async def search(
+        self, start: datetime, end: datetime, service_codes: list[str], statuses: list[str]
+    ) -> list[dict[str, Any]]:
+        """Requests posted between ``start`` and ``end``, newest first. FerretDB v1 scans the collection for this
+        filter: acceptable on this read path (citizens' apps, a few thousand requests), never on a hot path."""
+        query: dict[str, Any] = {"requested_datetime": {"$gte": start, "$lte": end}}
+        if service_codes:
+            query["service_code"] = {"$in": service_codes}
+        if statuses:
+            query["status"] = {"$in": statuses}
+        documents = await self.collection.find(query).to_list(None)
+        return sorted(documents, key=lambda document: (document["requested_datetime"], document["_id"]), reverse=True)
+
+
+def subscribe_ticket_status(runtime: Runtime, store: RequestStore) -> None:
+    subscribe_batch(runtime.broker, runtime.settings, TICKETS, store.follow_tickets, runtime.publisher)
