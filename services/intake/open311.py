@@ -4,7 +4,8 @@ Every resource ends in ``.json`` or ``.xml``: discovery, services (with group an
 (attributes with datatypes and value lists), POST requests (form-encoded, ``api_key``, ``lat``/``long`` in WGS84 or
 ``address_string``/``address_id``, ``attribute[CODE]``), GET requests (filters ``service_request_id``,
 ``service_code``, ``start_date``, ``end_date``, ``status``; ``page`` and ``page_size``, the common extension),
-GET requests/{id} and GET tokens/{token}. Errors are the spec's ``<errors><error><code/><description/></error>``
+GET requests/{id}, GET tokens/{token}, and FixMyStreet's ``servicerequestupdates`` extension (one update per
+transition a citizen hears of: open, in_progress, fixed, closed). Errors are the spec's ``<errors><error><code/><description/></error>``
 (or the JSON list) with 400, 403 or 404. Datetimes are ISO 8601 with the district's offset.
 
 A posted request is a complaint (channel ``open311``) admitted like every other submission; the chosen service
@@ -237,6 +238,23 @@ async def get_token(request: Request, token: str, fmt: str) -> Response:
         raise Open311Error(404, f"token {token!r} 不存在 (token not found)")
     return render(fmt, "service_requests", "request", [{"service_request_id": documents[0]["_id"], "token": token}],
                   _zone(request))
+
+
+@router.get("/servicerequestupdates.{fmt}",
+            summary="Updates of service requests (FixMyStreet's servicerequestupdates extension, 办理进展)")
+async def service_request_updates(request: Request, fmt: str) -> Response:
+    _check_format(fmt)
+    params = request.query_params
+    _check_jurisdiction(request, params.get("jurisdiction_id"))
+    end = _parse_datetime("end_date", params["end_date"]) if params.get("end_date") else utcnow()
+    start = _parse_datetime("start_date", params["start_date"]) if params.get("start_date") else end - DEFAULT_WINDOW
+    updates = [
+        {"update_id": document["_id"], "service_request_id": document["service_request_id"],
+         "status": document["status"], "updated_datetime": document["updated_datetime"],
+         "description": document["description"], "media_url": document["media_url"]}
+        for document in await _store(request).updates_between(start, end)
+    ]
+    return render(fmt, "service_requests_updates", "request_update", updates, _zone(request))
 
 
 def _store(request: Request) -> RequestStore:

@@ -16,7 +16,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.operations import UpdateOne
 
-from civicbus.events import STATE_NAMES, TicketEvent, TicketState
+from civicbus.events import STATE_NAMES, EventKind, TicketEvent, TicketState
 from civicbus.kafka import BatchOutcome, Consumed, subscribe_batch
 from civicbus.logs import mask_personal_data
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing
@@ -24,13 +24,28 @@ from civicbus.service import Runtime
 from civicbus.topics import TICKETS
 
 COLLECTION = "open311_requests"
+UPDATES = "open311_updates"
 CLOSED_STATES = (TicketState.resolved, TicketState.closed)
+# FixMyStreet's servicerequestupdates extension: the status of each update, in its vocabulary.
+UPDATE_STATUS = {
+    TicketState.routed: "open",
+    TicketState.manual: "open",
+    TicketState.acknowledged: "in_progress",
+    TicketState.resolved: "fixed",
+    TicketState.closed: "closed",
+}
+# Transitions a citizen hears of; refusals, overdue marks, supervision and staff notes stay internal.
+CITIZEN_FACING = {
+    EventKind.ticket_routed, EventKind.ticket_manual, EventKind.ticket_acknowledged, EventKind.ticket_resolved,
+    EventKind.ticket_callback_recorded, EventKind.ticket_reopened, EventKind.ticket_reassigned,
+}
 
 
 class RequestStore:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.collection: AsyncCollection = runtime.db[COLLECTION]
+        self.updates: AsyncCollection = runtime.db[UPDATES]
         # FerretDB v1 updates are read-modify-write: a retried POST's insert and a ticket update of the same
         # request must not interleave.
         self.lock = asyncio.Lock()
@@ -50,20 +65,46 @@ class RequestStore:
         for item in batch:
             event: TicketEvent = item.event
             ticket = event.ticket
-            for request_id in (ticket.source_event_id, *(repeat.event_id for repeat in ticket.repeats)):
+            for request_id in self._request_ids(event):
                 known = latest.get(request_id)
                 if known is None or known.ticket.version <= ticket.version:
                     latest[request_id] = event
         async with self.lock:
             # Only Open311 requests are recorded; look-ups by _id (FerretDB pushes nothing else down).
             found = await find_by_ids(self.collection, latest, {"ticket_version": 1})
-            updates = [
+            status_changes = [
                 UpdateOne({"_id": request_id}, {"$set": self._status(latest[request_id])})
                 for request_id, document in found.items()
                 if document.get("ticket_version", 0) < latest[request_id].ticket.version
             ]
-            await bulk_write(self.collection, updates)
-        return BatchOutcome(duplicates=len(found) - len(updates))
+            # One update per transition and request, by a deterministic id: a replayed batch adds nothing.
+            await insert_missing(self.updates, {
+                f"{item.event.event_id}:{request_id}": self._update(request_id, item.event)
+                for item in batch
+                if item.event.kind in CITIZEN_FACING
+                for request_id in self._request_ids(item.event)
+                if request_id in found
+            })
+            await bulk_write(self.collection, status_changes)
+        return BatchOutcome(duplicates=len(found) - len(status_changes))
+
+    @staticmethod
+    def _request_ids(event: TicketEvent) -> tuple[str, ...]:
+        return (event.ticket.source_event_id, *(repeat.event_id for repeat in event.ticket.repeats))
+
+    def _update(self, request_id: str, event: TicketEvent) -> dict[str, Any]:
+        return {
+            "service_request_id": request_id,
+            "status": UPDATE_STATUS[event.ticket.state],
+            "updated_datetime": event.occurred_at,
+            "description": self._status(event)["status_notes"],
+            "media_url": "",
+        }
+
+    async def updates_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Updates in a time span, oldest first (a scan on FerretDB v1; a read path for polling clients)."""
+        documents = await self.updates.find({"updated_datetime": {"$gte": start, "$lte": end}}).to_list(None)
+        return sorted(documents, key=lambda document: (document["updated_datetime"], document["_id"]))
 
     def _status(self, event: TicketEvent) -> dict[str, Any]:
         ticket = event.ticket

@@ -171,3 +171,13 @@ async def test_a_posted_request_is_routed_and_followed_to_closed(http, services,
     entry = await eventually(closed, what="the request closed after 办结")
     assert "已更换灯泡" in entry["status_notes"]
     assert request_id in ids(await http.get(f"{base}/requests.json", params={"status": "closed"}))
+
+    # FixMyStreet's servicerequestupdates extension: one update per transition the citizen hears of.
+    updates = _xml(await http.get(f"{base}/servicerequestupdates.xml", params={"start_date": hour_ago}))
+    assert updates.tag == "service_requests_updates"
+    mine = [node for node in updates.findall("request_update") if node.findtext("service_request_id") == request_id]
+    assert [child.tag for child in mine[0]] == ["update_id", "service_request_id", "status", "updated_datetime",
+                                                "description", "media_url"]
+    assert [node.findtext("status") for node in mine] == ["open", "in_progress", "fixed"]
+    assert "已更换灯泡" in mine[-1].findtext("description")
+    assert len({node.findtext("update_id") for node in mine}) == 3
