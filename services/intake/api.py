@@ -1,4 +1,5 @@
-"""Intake's own JSON API (事件接入): complaints (投诉), alarms (警情/告警) and inspection findings (巡查发现).
+"""Intake's own JSON API (事件接入): complaints (投诉), alarms (警情/告警) and inspection findings (巡查发现), one at a
+time or in batches, and upstream platforms' work orders (上游工单) in their own format.
 
 An event is answered ``202 Accepted`` only after Kafka has acknowledged it on every in-sync replica (acks=all):
 an accepted event is never lost. ``Idempotency-Key`` makes a retried POST the same event (same id), which triage
@@ -15,7 +16,14 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from civicbus.auth import CurrentPrincipal
-from civicbus.events import AlarmSubmission, ComplaintSubmission, Event, InspectionSubmission, Submission, WorkOrderSubmission
+from civicbus.events import (
+    AlarmSubmission,
+    ComplaintSubmission,
+    Event,
+    InspectionSubmission,
+    Submission,
+    WorkOrderSubmission,
+)
 from civicbus.logs import get_logger
 from civicbus.topics import EVENTS
 

@@ -38,7 +38,7 @@ async def test_events_published_on_the_intake_topic_are_admitted_and_the_malform
     key = f"upstream-{uuid.uuid4().hex[:6]}".encode()
     marker = uuid.uuid4().hex[:6]
     good = {"type": "complaint", "source": "wangge-app", "idempotency_key": f"k-{marker}",
-            "content": f"湖滨路夜市油烟扰民，味道很大 {marker}", "caller_phone": "13912340000"}
+            "content": f"龙潭水库下游小河有人偷排废水，河水发黑发臭 {marker}", "caller_phone": "13912340000"}
     alarm_without_device = {"type": "alarm", "source": "iot", "content": "烟感", "alarm_type": "smoke"}
     too_long = {"type": "complaint", "source": "wangge-app", "content": "长" * 6000}
     unmappable = {"type": "work_order", "platform": "hotline12345", "order": {"sqnr": "没有工单编号"}}
@@ -46,8 +46,9 @@ async def test_events_published_on_the_intake_topic_are_admitted_and_the_malform
                 orjson.dumps(too_long), orjson.dumps(unmappable), orjson.dumps(good), orjson.dumps(good))
 
     async def admitted() -> list[dict]:
-        published = [orjson.loads(record.value) for record in await read_topic(stack, "civic.events")]
-        return [event for event in published if marker in event.get("data", {}).get("content", "")]
+        # Other tests put malformed records on civic.events on purpose: look only at this test's.
+        records = await read_topic(stack, "civic.events")
+        return [orjson.loads(record.value) for record in records if marker.encode() in (record.value or b"")]
 
     events = await eventually(admitted, what="the valid record on civic.events")
     ticket = await _routed(mongo, events[0]["event_id"])
@@ -97,10 +98,10 @@ async def test_a_12345_work_order_is_mapped_by_configuration_and_routed(http, se
     assert ticket["area"] == "nantang"
     assert ticket["caller_phone"] == "13912345678", "kept on the ticket for the unit's 回访 callback"
 
-    published = [orjson.loads(record.value) for record in await read_topic(stack, "civic.events")]
-    event = next(item for item in published if item["event_id"] == event_id)
+    records = await read_topic(stack, "civic.events")
+    event = next(orjson.loads(record.value) for record in records if event_id.encode() in (record.value or b""))
     assert event["data"]["channel"] == "12345电话" and event["data"]["due_at"] == "2026-12-31T18:00:00+08:00"
-    assert "330102199001011234" not in orjson.dumps(published).decode(), "the ID number is never published"
+    assert not any(b"330102199001011234" in (record.value or b"") for record in records), "the ID number is never published"
 
     # The same work order handed in through Kafka is the same event again: no second ticket.
     order = {"type": "work_order", "platform": "hotline12345", "order": {**ORDER, "gdbh": number}}
@@ -112,7 +113,7 @@ async def test_a_12345_work_order_is_mapped_by_configuration_and_routed(http, se
 
     async def republished() -> bool:
         records = await read_topic(stack, "civic.events")
-        return sum(orjson.loads(record.value)["event_id"] == event_id for record in records) >= 3
+        return sum(f'"event_id":"{event_id}"'.encode() in (record.value or b"") for record in records) >= 3
 
     await eventually(republished, what="the Kafka copy of the work order admitted as the same event")
     assert await mongo["tickets"].count_documents({"source_event_id": event_id}) == 1
