@@ -225,6 +225,15 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
         + ", ".join(f"{count} {kind.value}" for kind, count in kinds.items())
         + f", {len(district.areas)} areas, {len(district.category_by_code)} categories"
     )
+    from services.intake.open311_catalog import load_catalog
+    from services.intake.upstream import load_mappings
+
+    try:
+        catalog, mappings = load_catalog(district.folder, district), load_mappings(district.folder, district)
+    except DistrictConfigError as error:
+        _fail(str(error))
+    open311 = f"Open311 {len(catalog.services)} services" if catalog else "no Open311"
+    console.print(f"[green]✓[/] intake: {open311}; upstream platforms: {', '.join(sorted(mappings)) or 'none'}")
 
 
 @routes_app.command("test")
