@@ -1,19 +1,27 @@
-"""Messages staff read (Chinese), rendered from Jinja2 templates; personal data is masked in every one."""
+"""Messages staff read (Chinese), rendered from Jinja2 templates; personal data is masked in every one.
+
+One template per kind of message: a new ticket (新工单), one to dispatch by hand (待人工派单), returned (退单改派),
+reopened (工单反弹), other transitions (工单动态), a reminder before a deadline (到期提醒), the missed deadline
+(工单超期), an escalation step (超期升级) and a digest of several messages (消息汇总).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 
 from civicbus.district import District
-from civicbus.events import EventKind, Severity, TicketEvent
+from civicbus.events import EventKind, Severity, Ticket, TicketEvent
 from civicbus.logs import mask_personal_data
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
+DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
 TITLES = {
     EventKind.ticket_routed: "新工单",
     EventKind.ticket_manual: "待人工派单",
@@ -24,17 +32,24 @@ TITLES = {
     EventKind.ticket_overdue: "工单超期",
     EventKind.ticket_callback_recorded: "回访结果",
     EventKind.ticket_extension_decided: "延期审批",
+    EventKind.ticket_reminder: "到期提醒",
+    EventKind.ticket_escalated: "超期升级",
 }
 
 
-def template_for(event: TicketEvent, role: str) -> str:
+def template_for(kind: EventKind, role: str) -> str:
     """Whoever gets a ticket to handle reads it as a new ticket (or, for the dispatcher, one to dispatch)."""
     if role == "dispatcher":
         return "ticket_manual.j2"
-    if event.kind in (EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned,
-                      EventKind.ticket_reopened):
-        return "ticket_routed.j2"
-    return "ticket_update.j2"
+    return {
+        EventKind.ticket_routed: "ticket_routed.j2",
+        EventKind.ticket_reassigned: "ticket_routed.j2",
+        EventKind.ticket_returned: "ticket_returned.j2",
+        EventKind.ticket_reopened: "ticket_reopened.j2",
+        EventKind.ticket_overdue: "ticket_overdue.j2",
+        EventKind.ticket_reminder: "ticket_reminder.j2",
+        EventKind.ticket_escalated: "ticket_escalated.j2",
+    }.get(kind, "ticket_update.j2")
 
 
 @dataclass(frozen=True)
@@ -46,33 +61,64 @@ class Message:
 class MessageRenderer:
     def __init__(self, district: District) -> None:
         self._district = district
-        zone = ZoneInfo(district.timezone)
+        self._zone = ZoneInfo(district.timezone)
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             undefined=jinja2.StrictUndefined,  # a template naming a missing field fails loudly, not with blanks
             autoescape=False,  # plain text for robots, mail and SMS; HTML channels escape on their own
         )
-        self._env.filters["local_time"] = lambda moment: (
-            moment.astimezone(zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"
-        )
+        self._env.filters["local_time"] = self.local_time
+
+    def local_time(self, moment: Any) -> str:
+        return moment.astimezone(self._zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"
 
     def unit_name(self, unit_id: str) -> str:
         unit = self._district.units.get(unit_id)
         return unit.name if unit else unit_id
 
     def render(self, event: TicketEvent, role: str) -> Message:
-        ticket = event.ticket
+        return self.render_ticket(event.ticket, event.kind, role, note=event.note)
+
+    def render_ticket(self, ticket: Ticket, kind: EventKind, role: str, note: str = "", **extra: Any) -> Message:
+        """A message about one ticket; ``extra`` feeds the reminder and escalation templates (deadline, due, step…)."""
         leader = self._district.leaders.get(ticket.leader)
-        text = self._env.get_template(template_for(event, role)).render(
+        headline = TITLES.get(kind, "工单动态")
+        if "step" in extra:
+            headline = f"{headline}（第{extra['step']}级）"
+        text = self._env.get_template(template_for(kind, role)).render(
             district=self._district.name,
-            headline=TITLES.get(event.kind, "工单动态"),
-            note=event.note,
+            headline=headline,
+            note=note,
             ticket=ticket,
             role=role,
             severity=SEVERITY_NAMES[ticket.severity],
             lead_name=self.unit_name(ticket.lead_unit),
             assist_names="、".join(self.unit_name(unit) for unit in ticket.assist_units),
+            returned_names="、".join(self.unit_name(unit) for unit in ticket.returned_by),
             leader_name=f"{leader.name}（{leader.title}）" if leader else "—",
+            deadline_names=DEADLINE_NAMES,
+            **extra,
         )
-        title = f"【{TITLES.get(event.kind, '工单动态')}】{ticket.title}"
+        title = f"【{headline}】{ticket.title}"
         return Message(title=mask_personal_data(title), text=mask_personal_data(text.strip()))
+
+    def render_digest(self, lines: Sequence[str], reason: str, now: datetime) -> Message:
+        """Several messages as one (消息汇总): held in quiet hours, or more than a robot may post in a minute."""
+        text = self._env.get_template("digest.j2").render(
+            district=self._district.name, lines=lines, reason=reason, now=now,
+        )
+        title = f"【消息汇总】共{len(lines)}条"
+        return Message(title=title, text=mask_personal_data(text.strip()))
+
+    def render_fallback(self, message: Message, recipient: str, error: str) -> Message:
+        """What the fallback channel (兜底) receives when a message could not reach its recipient."""
+        text = self._env.get_template("fallback.j2").render(
+            district=self._district.name, recipient=self.recipient_name(recipient), error=error, message=message,
+        )
+        return Message(title=f"【通知失败】{message.title}", text=mask_personal_data(text.strip()))
+
+    def recipient_name(self, recipient: str) -> str:
+        if recipient in self._district.units:
+            return self._district.units[recipient].name
+        leader = self._district.leaders.get(recipient)
+        return f"{leader.name}（{leader.title}）" if leader else recipient
