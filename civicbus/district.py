@@ -421,8 +421,8 @@ class SmtpServer(Strict):
     port: int = Field(default=587, gt=0, lt=65536)
     starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS (port 587)")
     implicit_tls: bool = Field(default=False, description="TLS from the first byte (port 465)")
-    username: str = ""
-    password: str = ""
+    username: str | None = Field(default=None, description="log in when given (an empty value: no login)")
+    password: str | None = None
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="the From address")
     timeout_s: float = Field(default=10.0, gt=0)
 
