@@ -547,6 +547,15 @@ class Escalation(Strict):
         return self.policies[self.default_policy]
 
 
+class DailyDigest(Strict):
+    """A morning summary for leaders (每日汇总): the open and overdue tickets in their charge (main leaders: all)."""
+
+    at: time = Field(default=time(8, 0), description="local time it is sent, once a day")
+    to: list[Literal["leader_in_charge", "main_leaders"]] = Field(default=["leader_in_charge", "main_leaders"],
+                                                                   min_length=1)
+    max_listed: int = Field(default=10, gt=0, description="overdue tickets listed by name; the rest are counted")
+
+
 class NotifyFile(Strict):
     version: int
     smtp: SmtpServer | None = Field(default=None, description="needed when any channel is e-mail")
@@ -555,6 +564,7 @@ class NotifyFile(Strict):
     quiet_hours: QuietHours | None = None
     reminders: Reminders = Reminders()
     escalation: Escalation | None = None
+    daily_digest: DailyDigest | None = None
 
 
 # --------------------------------------------------------------------------- the whole configuration

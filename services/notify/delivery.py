@@ -53,7 +53,7 @@ class Delivery:
     ticket_id: str
     ticket_event_id: str
     correlation_id: str
-    transition: EventKind
+    transition: EventKind | None  # None: not about one ticket (a daily digest), so no result is published
     recipient: str
     role: str
     channel: Channel
@@ -132,7 +132,7 @@ class DeliveryPipeline:
                     "status": "pending",
                     "ticket_id": delivery.ticket_id,
                     "ticket_event_id": delivery.ticket_event_id,
-                    "transition": str(delivery.transition),
+                    "transition": str(delivery.transition or ""),
                     "recipient": delivery.recipient,
                     "role": delivery.role,
                     "channel": delivery.channel.type,
@@ -154,7 +154,7 @@ class DeliveryPipeline:
         return [delivery for delivery in deliveries if delivery.key not in finished]
 
     async def _deliver(self, delivery: Delivery) -> None:
-        context = SendContext(delivery.key, delivery.ticket_id, str(delivery.transition), delivery.recipient,
+        context = SendContext(delivery.key, delivery.ticket_id, str(delivery.transition or ""), delivery.recipient,
                               delivery.role)
         adapter = self._adapters(delivery.channel)
         async with self._slots:
@@ -199,7 +199,7 @@ class DeliveryPipeline:
             })
             items[digest_id].append({
                 "key": delivery.key, "ticket_id": delivery.ticket_id, "ticket_event_id": delivery.ticket_event_id,
-                "correlation_id": delivery.correlation_id, "transition": str(delivery.transition),
+                "correlation_id": delivery.correlation_id, "transition": str(delivery.transition or ""),
                 "channel": delivery.channel.type, "line": delivery.digest_line,
             })
             delivery.status = "held"
@@ -228,7 +228,8 @@ class DeliveryPipeline:
             message = self._renderer.render_digest([item["line"] for item in items], document["reason"], now)
             deliveries.append(Delivery(
                 key=f"digest:{digest_id}", ticket_id=first["ticket_id"], ticket_event_id=first["ticket_event_id"],
-                correlation_id=first["correlation_id"], transition=EventKind(first["transition"]),
+                correlation_id=first["correlation_id"],
+                transition=EventKind(first["transition"]) if first["transition"] else None,
                 recipient=document["recipient"], role=document["role"],
                 channel=CHANNEL_ADAPTER.validate_python(document["channel"]), message=message, urgent=True,
                 covers=items,
@@ -276,7 +277,7 @@ class DeliveryPipeline:
         kind = EventKind.notification_delivered if delivery.status == "delivered" else EventKind.notification_failed
         covered = delivery.covers or [{
             "key": delivery.key, "ticket_id": delivery.ticket_id, "ticket_event_id": delivery.ticket_event_id,
-            "correlation_id": delivery.correlation_id, "transition": str(delivery.transition),
+            "correlation_id": delivery.correlation_id, "transition": str(delivery.transition or ""),
         }]
         return [
             NotificationResult(
@@ -293,4 +294,5 @@ class DeliveryPipeline:
                 error=delivery.error,
             )
             for item in covered
+            if item["transition"]
         ]

@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from civicbus.district import District
-from civicbus.events import EventKind, Severity, Ticket, TicketEvent
+from civicbus.district import District, Leader, LeaderRole
+from civicbus.events import EventKind, Severity, Ticket, TicketEvent, TicketState
 from civicbus.logs import mask_personal_data
+
+from .recipients import PENDING_STATES
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
 DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
@@ -117,8 +119,32 @@ class MessageRenderer:
         )
         return Message(title=f"【通知失败】{message.title}", text=mask_personal_data(text.strip()))
 
+    def render_daily(self, leader: Leader, tickets: Sequence[Ticket], now: datetime, max_listed: int) -> Message:
+        """A leader's morning summary (每日汇总) of open tickets, the overdue ones listed first by name."""
+        overdue = []
+        for ticket in tickets:
+            missed = "超期未签收" if _missed(ticket, "sign_for", now) else "超期未办结" if _missed(ticket, "resolve", now) else ""
+            if missed:
+                overdue.append((ticket, missed))
+        day = now.astimezone(self._zone).strftime("%Y年%m月%d日")
+        text = self._env.get_template("daily_digest.j2").render(
+            district=self._district.name, day=day, leader_name=f"{leader.name}（{leader.title}）",
+            scope="全街道" if leader.role is LeaderRole.main else "分管范围内", tickets=tickets,
+            waiting=sum(ticket.state is TicketState.routed for ticket in tickets),
+            handling=sum(ticket.state is TicketState.acknowledged for ticket in tickets),
+            overdue=overdue, max_listed=max_listed,
+            unit_names={ticket.lead_unit: self.unit_name(ticket.lead_unit) for ticket in tickets},
+        )
+        title = f"【每日汇总】在办{len(tickets)}件，超期{len(overdue)}件"
+        return Message(title=title, text=mask_personal_data(text.strip()))
+
     def recipient_name(self, recipient: str) -> str:
         if recipient in self._district.units:
             return self._district.units[recipient].name
         leader = self._district.leaders.get(recipient)
         return f"{leader.name}（{leader.title}）" if leader else recipient
+
+
+def _missed(ticket: Ticket, deadline: str, now: datetime) -> bool:
+    due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+    return ticket.state in PENDING_STATES[deadline] and (deadline in ticket.overdue or (due is not None and due < now))

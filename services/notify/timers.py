@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.district import District, EscalationTarget
-from civicbus.events import EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
+from civicbus.district import District, EscalationTarget, LeaderRole
+from civicbus.events import OPEN_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import find_by_ids, upsert_by_id
@@ -36,6 +37,7 @@ log = get_logger(__name__)
 TICKETS = "notify_tickets"
 STATE = "notify_state"
 STATE_ID = "timers"
+DAILY_STATE_ID = "daily_digest"
 OVERLAP = timedelta(minutes=5)  # each tick looks back this far: a late write or a crashed tick is caught
 FIRST_LOOK_BACK = timedelta(days=1)
 # Transitions that set a deadline (or move it): reminders are planned from the moment it was set.
@@ -74,6 +76,7 @@ class Timers:
         self._publisher = publisher
         self._clock = clock
         self._renderer = MessageRenderer(district)
+        self._zone = ZoneInfo(district.timezone)
         self._lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_tickets at a time
 
     def plan(self, ticket: Ticket, since: datetime) -> list[Timer]:
@@ -136,8 +139,11 @@ class Timers:
         tickets = {ticket_id: Ticket.model_validate(document["ticket"]) for ticket_id, document in snapshots.items()}
         deliveries = [delivery for timer in timers if timer.ticket_id in tickets
                       for delivery in self.deliveries(timer, tickets[timer.ticket_id], now)]
-        results, _ = await self._pipeline.run(deliveries)
+        daily_day, daily = await self.daily_digests(now)
+        results, _ = await self._pipeline.run([*deliveries, *daily])
         results.extend(await self._pipeline.flush_digests(digests))
+        if daily_day:
+            await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
         await self._publisher.publish(NOTIFICATIONS, results)
         await upsert_by_id(self._db[STATE], {STATE_ID: {"$max": {"ticked_until": now}}})
         return len(results)
@@ -176,6 +182,42 @@ class Timers:
                     channel=channel, message=message, urgent=urgent,
                 ))
         return planned
+
+    async def daily_digests(self, now: datetime) -> tuple[str, list[Delivery]]:
+        """Once a day, after ``daily_digest.at``: each leader's summary (每日汇总). The claim keys name the day, so
+        a second replica or a repeated tick sends none twice; the state document (the day returned, stored once sent)
+        spares later ticks the scan."""
+        daily = self._district.notify.daily_digest
+        if daily is None:
+            return "", []
+        local = now.astimezone(self._zone)
+        day = local.date().isoformat()
+        if local.time() < daily.at:
+            return "", []
+        state = await self._db[STATE].find_one({"_id": DAILY_STATE_ID}) or {}
+        if state.get("sent_for", "") >= day:
+            return "", []
+        # A scan of every ticket notify knows, once a day for a report: what FerretDB allows off the hot path.
+        snapshots = await self._db[TICKETS].find({}, {"ticket": 1}).to_list(None)
+        open_tickets = [ticket for ticket in (Ticket.model_validate(document["ticket"]) for document in snapshots)
+                        if ticket.state in OPEN_STATES]
+        planned = []
+        for leader in self._district.leaders.values():
+            if leader.role is LeaderRole.main and "main_leaders" in daily.to:
+                mine = open_tickets
+            elif leader.role is LeaderRole.in_charge and "leader_in_charge" in daily.to:
+                mine = [ticket for ticket in open_tickets if ticket.leader == leader.id]
+            else:
+                continue
+            if not mine:
+                continue
+            message = self._renderer.render_daily(leader, mine, now, daily.max_listed)
+            planned.extend(Delivery(
+                key=f"daily:{day}:{leader.id}:{index}", ticket_id="", ticket_event_id="", correlation_id="",
+                transition=None, recipient=leader.id, role=str(leader.role), channel=channel, message=message,
+                urgent=True,  # sent at the hour chosen for it
+            ) for index, channel in enumerate(leader.channels))
+        return day, planned
 
     async def run(self, interval: float) -> None:
         while True:

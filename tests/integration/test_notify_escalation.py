@@ -139,3 +139,26 @@ async def test_quiet_hours_hold_routine_messages_for_a_morning_digest_but_never_
     assert "免打扰时段暂存的消息" in digests[0]["text"] and routine.ticket.ticket_id in digests[0]["text"]
     document = await db["notifications"].find_one({"_id": f"{routine.event_id}:sifa:0"})
     assert document["status"] == "delivered" and document["digest"].startswith("digest:")
+
+
+async def test_each_leader_gets_one_daily_digest_of_open_and_overdue_tickets_in_their_charge(setup, db):
+    notify, sink = setup
+    def daily(path: str) -> list[dict]:
+        return [item.body for item in sink.to(path)
+                if item.body["title"].startswith("【每日汇总】") and "2026年11月27日" in item.body["text"]]
+
+    assert daily("/leader/liwenhua") == []  # 07:32 was before daily_digest.at
+    overdue = [document["ticket"]["ticket_id"] async for document in db["notify_tickets"].find({})
+               if document["ticket"]["response_level"] == "heightened"]
+    await notify.tick(utc(2026, 11, 27, 0, 5))  # 08:05 in Shanghai
+    await notify.tick(utc(2026, 11, 27, 0, 20))
+    # The four tickets of this module are in 李文华's charge: the signed-for one, the heightened one (overdue,
+    # not signed for), and the night's two (due at 11:00).
+    [digest] = daily("/leader/liwenhua")
+    assert digest["title"] == "【每日汇总】在办4件，超期1件"
+    assert "分管范围内在办工单4件，其中待签收3件、办理中1件、已超期1件" in digest["text"]
+    assert f"1. {overdue[0]} 拖欠工资（主办：信访办，超期未签收）" in digest["text"]
+    for main_leader in ("wangjianguo", "chenlixin"):
+        [summary] = daily(f"/leader/{main_leader}")
+        assert "全街道在办工单4件" in summary["text"]
+    assert daily("/leader/zhaozhiqiang") == []  # nothing in his charge
