@@ -181,7 +181,8 @@ class DeliveryPipeline:
                     delivery.status = "delivered"
                     delivery.error = ""
                     break
-        NOTIFICATIONS.labels(delivery.channel.type, delivery.status).inc()
+        if delivery.status != "rate_limited":  # that one is counted as held, with the digest it goes into
+            NOTIFICATIONS.labels(delivery.channel.type, delivery.status).inc()
 
     async def _hold(self, held: Sequence[tuple[Delivery, datetime, str]]) -> None:
         """File held messages in the digest of their channel and recipient that is sent at ``until``."""

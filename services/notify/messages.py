@@ -23,6 +23,7 @@ from civicbus.logs import mask_personal_data
 from .recipients import PENDING_STATES
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
+DIGEST_LINES = 50
 DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
 TITLES = {
     EventKind.ticket_routed: "新工单",
@@ -105,9 +106,11 @@ class MessageRenderer:
         return Message(title=mask_personal_data(title), text=mask_personal_data(text.strip()))
 
     def render_digest(self, lines: Sequence[str], reason: str, now: datetime) -> Message:
-        """Several messages as one (消息汇总): held in quiet hours, or more than a robot may post in a minute."""
+        """Several messages as one (消息汇总): held in quiet hours, or more than a robot may post in a minute. Long
+        digests list the first lines and count the rest (robots refuse messages of more than ~20 kB)."""
         text = self._env.get_template("digest.j2").render(
-            district=self._district.name, lines=lines, reason=reason, now=now,
+            district=self._district.name, lines=lines[:DIGEST_LINES], more=max(0, len(lines) - DIGEST_LINES),
+            total=len(lines), reason=reason, now=now,
         )
         title = f"【消息汇总】共{len(lines)}条"
         return Message(title=title, text=mask_personal_data(text.strip()))

@@ -167,6 +167,27 @@ async def test_a_burst_beyond_the_dingtalk_limit_becomes_one_digest_not_a_ban(se
         assert documents[key]["ticket_id"] in digest["text"]
 
 
+async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest(setup, db):
+    notify, sink, _ = setup
+    notify.clock.advance(minutes=5)  # the burst's minute is long over
+    sink.answers["/robot/ding-jianshe"] = [{"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}]
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+    before = len(sink.to("/robot/ding-jianshe"))
+    await notify.publish([event])
+
+    async def held() -> bool:
+        document = await db["notifications"].find_one({"_id": f"{event.event_id}:jianshe:0"})
+        return bool(document and document["status"] == "held")
+
+    await eventually(held, what="the refused message held for a digest")
+    document = await db["notifications"].find_one({"_id": f"{event.event_id}:jianshe:0"})
+    assert [attempt["result"] for attempt in document["attempts"]] == ["rate_limited"]  # no retries into a ban
+    await notify.tick(notify.clock.advance(minutes=2))
+    [digest] = sink.to("/robot/ding-jianshe")[before:]
+    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+    assert event.ticket.ticket_id in digest.body["markdown"]["text"]
+
+
 async def rewind(notify: NotifyUnderTest) -> None:
     """Set notify's committed offsets back to the start: as if it had crashed before committing anything."""
     topic = f"{notify.prefix}civic.tickets"

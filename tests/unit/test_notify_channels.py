@@ -92,3 +92,31 @@ def test_sms_text_is_cut_to_the_gateway_limit():
 def test_dingtalk_sign_is_url_encoded():
     raw = base64.b64encode(hmac.new(SECRET.encode(), f"7\n{SECRET}".encode(), hashlib.sha256).digest()).decode()
     assert dingtalk_sign(SECRET, 7) == urllib.parse.quote_plus(raw)
+
+
+async def test_an_sms_retry_does_not_text_a_phone_that_already_has_it():
+    import httpx
+
+    from civicbus.district import SmsChannel, SmsGateway
+    from services.notify.channels.base import SendContext
+    from services.notify.channels.sms import SmsAdapter
+
+    calls: list[str] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        phone = httpx.Response(200, content=request.content).json()["mobile"]
+        calls.append(phone)
+        failing = phone == "13900000002" and calls.count(phone) == 1
+        return httpx.Response(503 if failing else 200, json={"code": "0"})
+
+    adapter = SmsAdapter(
+        SmsChannel(type="sms", phones=["13900000001", "13900000002"]),
+        SmsGateway(url="http://sms.local/send", body_template='{"mobile": {{ phone | tojson }}}',
+                   success_field="code", success_value="0"),
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)),
+    )
+    context = SendContext("k1", "T1", "ticket.routed", "laobao", "lead")
+    with pytest.raises(DeliveryError):
+        await adapter.send(MESSAGE, context)
+    await adapter.send(MESSAGE, context)
+    assert calls == ["13900000001", "13900000002", "13900000002"]

@@ -23,6 +23,7 @@ class SmsAdapter:
         self._channel = channel
         self._gateway = gateway
         self._client = client
+        self._sent: set[tuple[str, str]] = set()  # (notification key, phone) sent while its retries go on
         self._template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(gateway.body_template)
 
     def body(self, phone: str, text: str, key: str) -> object:
@@ -37,9 +38,13 @@ class SmsAdapter:
         text = sms_text(message, gateway.max_length)
         auth = (gateway.username, gateway.password) if gateway.username else None
         for phone in self._channel.phones:
+            if (context.key, phone) in self._sent:
+                continue  # a retry after a later phone failed: this one has its SMS already
             body = self.body(phone, text, f"{context.key}:{phone}")
             response = await post_json(self._client, gateway.url, body, headers=gateway.headers, auth=auth)
             if gateway.success_field:
                 answer = answer_of(response)
                 if str(answer.get(gateway.success_field)) != gateway.success_value:
                     raise DeliveryError("rejected", f"SMS gateway: {str(answer)[:200]}", retryable=True)
+            self._sent.add((context.key, phone))
+        self._sent.difference_update((context.key, phone) for phone in self._channel.phones)
