@@ -26,7 +26,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.district import Channel, District
 from civicbus.events import EventKind, NotificationResult, derived_event_id
-from civicbus.logs import get_logger
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 from civicbus.settings import NotifySettings
@@ -35,7 +34,6 @@ from .channels import ChannelAdapter, DeliveryError, SendContext, channel_id
 from .messages import Message, MessageRenderer
 from .schedule import RateLimiter, minute_id, quiet_until
 
-log = get_logger(__name__)
 NOTIFICATIONS_COLLECTION = "notifications"
 DIGESTS = "notify_digests"
 TIMERS = "notify_timers"
