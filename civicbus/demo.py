@@ -46,6 +46,8 @@ def _environment(sink: WebhookSink) -> dict[str, str]:
         "CIVICBUS_MONGO_DB": DEMO_DB,
         "CIVICBUS_TOPIC_PREFIX": DEMO_PREFIX,
         "CIVICBUS_WEBHOOK_BASE": sink.base_url,
+        # The demo shows what units receive, at whatever hour it runs: quiet hours (免打扰) would hold it till morning.
+        "CIVICBUS_QUIET_HOURS": "false",
         "CIVICBUS_LOG_JSON": "true",
     }
 

@@ -29,7 +29,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -62,28 +70,77 @@ class LeaderRole(StrEnum):
     in_charge = "in_charge"  # 分管领导
 
 
+def _http_url(url: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class WebhookChannel(Strict):
+    """A generic JSON webhook (通用 Webhook): the message and the ticket's ids as one JSON object."""
+
+    type: Literal["webhook"] = "webhook"
+    url: HttpUrl
+    rate_per_minute: int | None = Field(default=None, gt=0, description="messages a minute before a digest")
+
+
+class DingTalkChannel(Strict):
+    """A DingTalk custom group robot (钉钉自定义机器人); ``secret`` is its 加签 key (SEC…), if signing is on."""
+
+    type: Literal["dingtalk"]
+    url: HttpUrl = Field(description="https://oapi.dingtalk.com/robot/send?access_token=…")
+    secret: str = ""
+    rate_per_minute: int | None = Field(default=20, gt=0, description="DingTalk bans a robot for 10 min past 20/min")
+
+
+class WeComChannel(Strict):
+    """A WeCom group robot (企业微信群机器人)."""
+
+    type: Literal["wecom"]
+    url: HttpUrl = Field(description="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…")
+    rate_per_minute: int | None = Field(default=20, gt=0)
+
+
+class FeishuChannel(Strict):
+    """A Feishu custom bot (飞书自定义机器人); ``secret`` is its 签名校验 key, if signing is on."""
+
+    type: Literal["feishu"]
+    url: HttpUrl = Field(description="https://open.feishu.cn/open-apis/bot/v2/hook/…")
+    secret: str = ""
+    rate_per_minute: int | None = Field(default=100, gt=0)
+
+
+class EmailChannel(Strict):
+    """E-mail (电子邮件) over the SMTP server of ``notify.yaml``."""
+
+    type: Literal["email"]
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    rate_per_minute: int | None = Field(default=None, gt=0)
+
+
+class SmsChannel(Strict):
+    """SMS (短信) through the HTTP gateway of ``notify.yaml``."""
+
+    type: Literal["sms"]
+    phones: list[Annotated[str, Field(pattern=r"^1[3-9]\d{9}$")]] = Field(min_length=1)
+    rate_per_minute: int | None = Field(default=None, gt=0)
+
+
+Channel = Annotated[
+    WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel | EmailChannel | SmsChannel,
+    Field(discriminator="type"),
+]
+
+
 class Contact(Strict):
     name: str
     role: str = ""
     phone: str = ""
     email: str = ""
-
-
-class WebhookChannel(Strict):
-    """A generic JSON webhook (通用 Webhook); robot formats come with the notify issue."""
-
-    type: Literal["webhook"] = "webhook"
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        return url
-
-
-Channel = WebhookChannel
+    channels: list[Channel] = Field(default=[], description="this person's own channels (e.g. SMS to the duty phone)")
 
 
 class Leader(Strict):
@@ -352,6 +409,164 @@ class DeadlinesFile(Strict):
         return self
 
 
+# --------------------------------------------------------------------------- notify.yaml
+
+DeadlineName = Literal["sign_for", "resolve"]
+
+
+class SmtpServer(Strict):
+    """The mail server e-mail channels send through (aiosmtplib)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, gt=0, lt=65536)
+    starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS (port 587)")
+    implicit_tls: bool = Field(default=False, description="TLS from the first byte (port 465)")
+    username: str | None = Field(default=None, description="log in when given (an empty value: no login)")
+    password: str | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="the From address")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> SmtpServer:
+        if self.starttls and self.implicit_tls:
+            raise ValueError("choose starttls or implicit_tls, not both")
+        return self
+
+
+class SmsGateway(Strict):
+    """An HTTP SMS gateway (短信网关): one POST per phone, its JSON body rendered from ``body_template`` (Jinja2,
+    given ``phone`` and ``text``; use ``| tojson``)."""
+
+    url: HttpUrl
+    headers: dict[str, str] = Field(default={}, description="e.g. an Authorization header from ${SMS_TOKEN}")
+    username: str = Field(default="", description="HTTP basic auth, if the gateway wants it")
+    password: str = ""
+    body_template: str = Field(min_length=2)
+    success_field: str = Field(default="", description="a field of the JSON answer that says whether it was sent")
+    success_value: str = Field(default="", description="the value of success_field that means sent")
+    max_length: int = Field(default=300, gt=10, description="longer texts are cut (an SMS is short)")
+
+    @field_validator("body_template")
+    @classmethod
+    def _valid_template(cls, template: str) -> str:
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(template)
+        except jinja2.TemplateSyntaxError as error:
+            raise ValueError(f"body_template is not a valid Jinja2 template: {error}") from error
+        return template
+
+
+class QuietHours(Strict):
+    """Hours in which non-urgent messages are held and sent as one digest when they end (免打扰)."""
+
+    enabled: bool = True
+    start: time = time(22, 0)
+    end: time = time(7, 30)
+    urgent_severities: list[Literal["low", "normal", "high", "critical"]] = Field(
+        default=["high", "critical"], description="tickets of these severities are never held"
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet hours must not start when they end")
+        return self
+
+
+class Reminders(Strict):
+    """Reminders to the lead unit before a deadline (到期提醒), at fractions of the time allowed."""
+
+    at_fractions: list[float] = Field(default=[0.8], description="e.g. 0.8: when 80 % of the time has passed")
+    deadlines: list[DeadlineName] = ["sign_for", "resolve"]
+
+    @field_validator("at_fractions")
+    @classmethod
+    def _fractions(cls, fractions: list[float]) -> list[float]:
+        if any(not 0 < fraction < 1 for fraction in fractions):
+            raise ValueError("each fraction must be between 0 and 1 (exclusive)")
+        return sorted(set(fractions))
+
+
+class EscalationTarget(StrEnum):
+    unit = "unit"  # 主办单位
+    leader_in_charge = "leader_in_charge"  # 分管领导
+    main_leaders = "main_leaders"  # 主要领导
+
+
+class EscalationStep(Strict):
+    after_minutes: float = Field(ge=0, description="after the missed deadline; scaled down under 一级响应")
+    notify: list[EscalationTarget] = Field(min_length=1)
+
+
+class EscalationPolicy(Strict):
+    """Steps after a missed deadline, like a PagerDuty/Opsgenie escalation policy; they stop when the ticket is
+    signed for (签收) or resolved (办结), whichever the missed deadline was about."""
+
+    name: str
+    deadlines: list[DeadlineName] = ["sign_for", "resolve"]
+    steps: list[EscalationStep] = Field(min_length=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _in_order(cls, steps: list[EscalationStep]) -> list[EscalationStep]:
+        delays = [step.after_minutes for step in steps]
+        if delays != sorted(delays):
+            raise ValueError("steps must be in the order they fire (after_minutes not decreasing)")
+        return steps
+
+
+class EscalationRule(Strict):
+    """Which policy applies: the first rule whose category (a code or an ancestor's code) and response level
+    match; a rule without one matches any."""
+
+    category: str = ""
+    response_level: Literal["normal", "heightened"] | None = None
+    policy: Identifier
+
+
+class Escalation(Strict):
+    default_policy: Identifier
+    rules: list[EscalationRule] = []
+    policies: dict[Identifier, EscalationPolicy]
+
+    @model_validator(mode="after")
+    def _policies_exist(self) -> Escalation:
+        for where, name in [("default_policy", self.default_policy),
+                            *((f"rules[{index}]", rule.policy) for index, rule in enumerate(self.rules))]:
+            if name not in self.policies:
+                raise ValueError(f"{where}: unknown escalation policy {name!r}; known: {', '.join(self.policies)}")
+        return self
+
+    def policy_for(self, category: str, response_level: str) -> EscalationPolicy:
+        for rule in self.rules:
+            in_category = not rule.category or category == rule.category or category.startswith(f"{rule.category}.")
+            if in_category and rule.response_level in (None, response_level):
+                return self.policies[rule.policy]
+        return self.policies[self.default_policy]
+
+
+class DailyDigest(Strict):
+    """A morning summary for leaders (每日汇总): the open and overdue tickets in their charge (main leaders: all)."""
+
+    at: time = Field(default=time(8, 0), description="local time it is sent, once a day")
+    to: list[Literal["leader_in_charge", "main_leaders"]] = Field(default=["leader_in_charge", "main_leaders"],
+                                                                   min_length=1)
+    max_listed: int = Field(default=10, gt=0, description="overdue tickets listed by name; the rest are counted")
+
+
+class NotifyFile(Strict):
+    version: int
+    smtp: SmtpServer | None = Field(default=None, description="needed when any channel is e-mail")
+    sms_gateway: SmsGateway | None = Field(default=None, description="needed when any channel is SMS")
+    fallback: list[Channel] = Field(default=[], description="where a message goes when its channel failed (兜底)")
+    quiet_hours: QuietHours | None = None
+    reminders: Reminders = Reminders()
+    escalation: Escalation | None = None
+    daily_digest: DailyDigest | None = None
+
+
 # --------------------------------------------------------------------------- the whole configuration
 
 
@@ -378,6 +593,7 @@ class District:
     categories: CategoriesFile
     routing: RoutingFile
     deadlines: DeadlinesFile
+    notify: NotifyFile = NotifyFile(version=SUPPORTED_VERSION)
 
     def iter_categories(self) -> Iterator[tuple[Category, tuple[Category, ...]]]:
         """Every category with its ancestors, depth first."""
@@ -509,6 +725,11 @@ def load_district(folder: str | Path) -> District:
     routing = _validate(RoutingFile, routing_path, _read(routing_path))
     _check_route(routing_path, routing.route, "route", units, leaders, deadlines)
 
+    notify_path = folder / "notify.yaml"
+    notify = (_validate(NotifyFile, notify_path, _read(notify_path)) if notify_path.is_file()
+              else NotifyFile(version=SUPPORTED_VERSION))
+    _check_notify(notify_path, notify, district, seen_codes)
+
     return District(
         folder=folder,
         name=district.name,
@@ -521,6 +742,7 @@ def load_district(folder: str | Path) -> District:
         categories=categories,
         routing=routing,
         deadlines=deadlines,
+        notify=notify,
     )
 
 
@@ -587,3 +809,22 @@ def _check_route(
         raise _fail(path, where, f"deadline policy {route.deadline!r} is not in deadlines.yaml")
     for index, child in enumerate(route.routes):
         _check_route(path, child, f"{entry}.routes[{index}]", units, leaders, deadlines)
+
+
+def _check_notify(path: Path, notify: NotifyFile, district: DistrictFile, category_codes: set[str]) -> None:
+    """Channels need their server, rules their categories: a message must not fail for want of configuration."""
+    owners = [(f"leaders ({leader.id})", leader.channels) for leader in district.leaders]
+    for unit in district.units:
+        owners.append((f"units ({unit.id})", unit.channels))
+        owners.extend((f"units ({unit.id}) contact {contact.name}", contact.channels) for contact in unit.contacts)
+    owners.append(("fallback", notify.fallback))
+    for owner, channels in owners:
+        for channel in channels:
+            if channel.type == "email" and notify.smtp is None:
+                raise _fail(path, "smtp", f"{owner} has an e-mail channel, but no SMTP server is configured")
+            if channel.type == "sms" and notify.sms_gateway is None:
+                raise _fail(path, "sms_gateway", f"{owner} has an SMS channel, but no SMS gateway is configured")
+    if notify.escalation is not None:
+        for index, rule in enumerate(notify.escalation.rules):
+            if rule.category and rule.category not in category_codes:
+                raise _fail(path, f"escalation.rules[{index}]", f"category {rule.category!r} is not in categories.yaml")

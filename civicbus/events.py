@@ -141,6 +141,9 @@ class EventKind(StrEnum):
     notification_delivered = "notification.delivered"
     notification_failed = "notification.failed"
     dead_letter = "dead_letter"
+    # Not transitions of a ticket but what notify sends about one on its own timers (see NotificationResult).
+    ticket_reminder = "ticket.reminder"  # 到期提醒
+    ticket_escalated = "ticket.escalated"  # 超期升级
 
 
 class Event(Model):

@@ -47,12 +47,12 @@ TICKETS_ROUTED = Counter(
 )
 NOTIFICATIONS = Counter(
     "civicbus_notifications_total",
-    "Notifications by channel and outcome: delivered, failed, duplicate (already sent)",
+    "Notifications by channel and outcome: delivered, failed, duplicate (already sent), held (for a digest)",
     ["channel", "outcome"],
 )
 NOTIFICATION_ATTEMPTS = Counter(
     "civicbus_notification_attempts_total",
-    "Delivery attempts by channel and result (ok, http_error, timeout, connect_error)",
+    "Delivery attempts by channel and result (ok, http_error, timeout, connect_error, rejected, rate_limited)",
     ["channel", "result"],
 )
 SERVICE_UP = Gauge("civicbus_service_info", "Constant 1, labelled with the service and its version", ["service", "version"])

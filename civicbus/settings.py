@@ -95,6 +95,7 @@ class NotifySettings(ServiceSettings):
     max_attempts: int = Field(default=4, ge=1, description="delivery attempts before a notification fails")
     retry_base_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles with jitter")
     concurrency: int = Field(default=50, ge=1, description="deliveries in flight at once")
+    timer_tick_s: float = Field(default=15.0, gt=0, description="how often reminders, escalations, digests are due")
 
 
 class ReportingSettings(ServiceSettings):

@@ -1,7 +1,9 @@
 """A real local HTTP receiver for webhook notifications: the demo shows what units receive, tests assert on it.
 
-It plays every unit's robot at ``/robot/<unit>`` and every leader's at ``/leader/<leader>``, records each request,
-and can be told to fail the first requests (to exercise retries).
+It plays every unit's robot at ``/robot/<unit>`` and every leader's at ``/leader/<leader>``, records each request
+(path, query string, headers, body), and can be told to fail the first requests (to exercise retries), to fail
+every request to some paths (a robot that is gone), or to give a path a robot's own answers (e.g. DingTalk's
+"too many messages" errcode) before the usual ``{"errcode": 0}``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
@@ -20,6 +23,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: str = ""
 
 
 @dataclass
@@ -28,6 +32,8 @@ class WebhookSink:
     port: int = 0
     fail_first: int = 0
     received: list[Received] = field(default_factory=list)
+    failing_paths: set[str] = field(default_factory=set)
+    answers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -41,10 +47,15 @@ class WebhookSink:
 
         @app.post("/{kind}/{name}")
         async def receive(kind: str, name: str, request: Request) -> Response:
-            if self.fail_first > 0:
-                self.fail_first -= 1
+            path = f"/{kind}/{name}"
+            if self.fail_first > 0 or path in self.failing_paths:
+                self.fail_first = max(0, self.fail_first - 1)
                 return Response(status_code=503)
-            self.received.append(Received(f"/{kind}/{name}", dict(request.headers), await request.json()))
+            body = await request.json()
+            queued = self.answers.get(path)
+            if queued:
+                return Response(content=orjson.dumps(queued.pop(0)), media_type="application/json")
+            self.received.append(Received(path, dict(request.headers), body, request.url.query))
             self._arrived.set()
             return Response(content=b'{"errcode": 0, "errmsg": "ok"}', media_type="application/json")
 

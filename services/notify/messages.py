@@ -1,19 +1,30 @@
-"""Messages staff read (Chinese), rendered from Jinja2 templates; personal data is masked in every one."""
+"""Messages staff read (Chinese), rendered from Jinja2 templates; personal data is masked in every one.
+
+One template per kind of message: a new ticket (新工单), one to dispatch by hand (待人工派单), returned (退单改派),
+reopened (工单反弹), other transitions (工单动态), a reminder before a deadline (到期提醒), the missed deadline
+(工单超期), an escalation step (超期升级) and a digest of several messages (消息汇总).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 
-from civicbus.district import District
-from civicbus.events import EventKind, Severity, TicketEvent
+from civicbus.district import District, Leader, LeaderRole
+from civicbus.events import EventKind, Severity, Ticket, TicketEvent, TicketState
 from civicbus.logs import mask_personal_data
 
+from .recipients import PENDING_STATES
+
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
+DIGEST_LINES = 50
+DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
 TITLES = {
     EventKind.ticket_routed: "新工单",
     EventKind.ticket_manual: "待人工派单",
@@ -24,17 +35,24 @@ TITLES = {
     EventKind.ticket_overdue: "工单超期",
     EventKind.ticket_callback_recorded: "回访结果",
     EventKind.ticket_extension_decided: "延期审批",
+    EventKind.ticket_reminder: "到期提醒",
+    EventKind.ticket_escalated: "超期升级",
 }
 
 
-def template_for(event: TicketEvent, role: str) -> str:
+def template_for(kind: EventKind, role: str) -> str:
     """Whoever gets a ticket to handle reads it as a new ticket (or, for the dispatcher, one to dispatch)."""
     if role == "dispatcher":
         return "ticket_manual.j2"
-    if event.kind in (EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned,
-                      EventKind.ticket_reopened):
-        return "ticket_routed.j2"
-    return "ticket_update.j2"
+    return {
+        EventKind.ticket_routed: "ticket_routed.j2",
+        EventKind.ticket_reassigned: "ticket_routed.j2",
+        EventKind.ticket_returned: "ticket_returned.j2",
+        EventKind.ticket_reopened: "ticket_reopened.j2",
+        EventKind.ticket_overdue: "ticket_overdue.j2",
+        EventKind.ticket_reminder: "ticket_reminder.j2",
+        EventKind.ticket_escalated: "ticket_escalated.j2",
+    }.get(kind, "ticket_update.j2")
 
 
 @dataclass(frozen=True)
@@ -46,33 +64,90 @@ class Message:
 class MessageRenderer:
     def __init__(self, district: District) -> None:
         self._district = district
-        zone = ZoneInfo(district.timezone)
+        self._zone = ZoneInfo(district.timezone)
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             undefined=jinja2.StrictUndefined,  # a template naming a missing field fails loudly, not with blanks
             autoescape=False,  # plain text for robots, mail and SMS; HTML channels escape on their own
         )
-        self._env.filters["local_time"] = lambda moment: (
-            moment.astimezone(zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"
-        )
+        self._env.filters["local_time"] = self.local_time
+
+    def local_time(self, moment: Any) -> str:
+        return moment.astimezone(self._zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"
 
     def unit_name(self, unit_id: str) -> str:
         unit = self._district.units.get(unit_id)
         return unit.name if unit else unit_id
 
     def render(self, event: TicketEvent, role: str) -> Message:
-        ticket = event.ticket
+        return self.render_ticket(event.ticket, event.kind, role, note=event.note)
+
+    def render_ticket(self, ticket: Ticket, kind: EventKind, role: str, note: str = "", **extra: Any) -> Message:
+        """A message about one ticket; ``extra`` feeds the reminder and escalation templates (deadline, due, step…)."""
         leader = self._district.leaders.get(ticket.leader)
-        text = self._env.get_template(template_for(event, role)).render(
+        headline = TITLES.get(kind, "工单动态")
+        if "step" in extra:
+            headline = f"{headline}（第{extra['step']}级）"
+        text = self._env.get_template(template_for(kind, role)).render(
             district=self._district.name,
-            headline=TITLES.get(event.kind, "工单动态"),
-            note=event.note,
+            headline=headline,
+            note=note,
             ticket=ticket,
             role=role,
             severity=SEVERITY_NAMES[ticket.severity],
             lead_name=self.unit_name(ticket.lead_unit),
             assist_names="、".join(self.unit_name(unit) for unit in ticket.assist_units),
+            returned_names="、".join(self.unit_name(unit) for unit in ticket.returned_by),
             leader_name=f"{leader.name}（{leader.title}）" if leader else "—",
+            deadline_names=DEADLINE_NAMES,
+            **extra,
         )
-        title = f"【{TITLES.get(event.kind, '工单动态')}】{ticket.title}"
+        title = f"【{headline}】{ticket.title}"
         return Message(title=mask_personal_data(title), text=mask_personal_data(text.strip()))
+
+    def render_digest(self, lines: Sequence[str], reason: str, now: datetime) -> Message:
+        """Several messages as one (消息汇总): held in quiet hours, or more than a robot may post in a minute. Long
+        digests list the first lines and count the rest (robots refuse messages of more than ~20 kB)."""
+        text = self._env.get_template("digest.j2").render(
+            district=self._district.name, lines=lines[:DIGEST_LINES], more=max(0, len(lines) - DIGEST_LINES),
+            total=len(lines), reason=reason, now=now,
+        )
+        title = f"【消息汇总】共{len(lines)}条"
+        return Message(title=title, text=mask_personal_data(text.strip()))
+
+    def render_fallback(self, message: Message, recipient: str, error: str) -> Message:
+        """What the fallback channel (兜底) receives when a message could not reach its recipient."""
+        text = self._env.get_template("fallback.j2").render(
+            district=self._district.name, recipient=self.recipient_name(recipient), error=error, message=message,
+        )
+        return Message(title=f"【通知失败】{message.title}", text=mask_personal_data(text.strip()))
+
+    def render_daily(self, leader: Leader, tickets: Sequence[Ticket], now: datetime, max_listed: int) -> Message:
+        """A leader's morning summary (每日汇总) of open tickets, the overdue ones listed first by name."""
+        overdue = []
+        for ticket in tickets:
+            missed = "超期未签收" if _missed(ticket, "sign_for", now) else "超期未办结" if _missed(ticket, "resolve", now) else ""
+            if missed:
+                overdue.append((ticket, missed))
+        day = now.astimezone(self._zone).strftime("%Y年%m月%d日")
+        text = self._env.get_template("daily_digest.j2").render(
+            district=self._district.name, day=day, leader_name=f"{leader.name}（{leader.title}）",
+            scope="全街道" if leader.role is LeaderRole.main else "分管范围内", tickets=tickets,
+            waiting=sum(ticket.state is TicketState.routed for ticket in tickets),
+            handling=sum(ticket.state is TicketState.acknowledged for ticket in tickets),
+            overdue=overdue, max_listed=max_listed,
+            unit_names={ticket.lead_unit: self.unit_name(ticket.lead_unit) for ticket in tickets},
+        )
+        title = f"【每日汇总】在办{len(tickets)}件，超期{len(overdue)}件"
+        return Message(title=title, text=mask_personal_data(text.strip()))
+
+    def recipient_name(self, recipient: str) -> str:
+        if recipient in self._district.units:
+            return self._district.units[recipient].name
+        leader = self._district.leaders.get(recipient)
+        return f"{leader.name}（{leader.title}）" if leader else recipient
+
+
+def _missed(ticket: Ticket, deadline: str, now: datetime) -> bool:
+    due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+    return ticket.state in PENDING_STATES[deadline] and (deadline in ticket.overdue or (due is not None and due < now))

@@ -81,6 +81,8 @@ async def mongo(stack: Stack) -> AsyncIterator[AsyncDatabase]:
 async def sink() -> AsyncIterator[WebhookSink]:
     receiver = await WebhookSink().start()
     os.environ["CIVICBUS_WEBHOOK_BASE"] = receiver.base_url  # read by the sample config's channel URLs
+    # The session's services deliver at whatever hour CI runs; quiet hours are tested on simulated time.
+    os.environ["CIVICBUS_QUIET_HOURS"] = "false"
     yield receiver
     await receiver.stop()
 

@@ -1,0 +1,124 @@
+"""Group robots (群机器人) in their vendors' own formats: DingTalk, WeCom and Feishu.
+
+Each answers HTTP 200 with a verdict in the body (``errcode`` / ``code``); anything but 0 is a failure. Each limits
+how many messages a robot may post (DingTalk: 20 a minute, then a 10-minute ban); their "too many" codes are
+``rate_limited``, which the pipeline turns into a digest rather than a retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import urllib.parse
+from collections.abc import Callable
+
+import httpx
+
+from civicbus.district import DingTalkChannel, FeishuChannel, WeComChannel
+
+from ..messages import Message
+from .base import DeliveryError, SendContext, answer_of, post_json
+
+DINGTALK_RATE_LIMITED = {130101}  # send too fast, exceed 20 times per minute
+WECOM_RATE_LIMITED = {45009, 45033}  # api freq out of limit
+FEISHU_RATE_LIMITED = {11232, 9499}  # frequency limited
+# Codes that will not change by sending the same request again (bad token, bad signature, keyword missing, …).
+DINGTALK_FINAL = {300001, 310000, 300005, 400102, 40035}
+FEISHU_FINAL = {19001, 19021, 19022, 19024}
+WECOM_FINAL = {93000, 40008, 40058, 45002}
+
+Clock = Callable[[], float]
+
+
+def markdown_lines(message: Message) -> str:
+    """Markdown with a heading and one line per line of text (two spaces end a Markdown line)."""
+    return f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines())
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk 加签: base64(HmacSHA256(key=secret, msg="<timestamp>\\n<secret>")), URL-encoded."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(digest).decode())
+
+
+def dingtalk_signed_url(url: str, secret: str, timestamp_ms: int) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}timestamp={timestamp_ms}&sign={dingtalk_sign(secret, timestamp_ms)}"
+
+
+def feishu_sign(secret: str, timestamp_s: int) -> str:
+    """Feishu 签名校验: base64(HmacSHA256(key="<timestamp>\\n<secret>", msg="")) — the key is the string to sign."""
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _verdict(answer: dict, field: str, rate_limited: set[int], final: set[int], vendor: str) -> None:
+    code = answer.get(field, answer.get("StatusCode", 0))
+    if code in (0, None):
+        return
+    detail = f"{vendor} {field}={code}: {answer.get('errmsg') or answer.get('msg') or answer.get('StatusMessage', '')}"
+    if code in rate_limited:
+        raise DeliveryError("rate_limited", detail, retryable=True)
+    raise DeliveryError("rejected", detail, retryable=code not in final)
+
+
+class DingTalkAdapter:
+    def __init__(self, channel: DingTalkChannel, client: httpx.AsyncClient, clock: Clock = time.time) -> None:
+        self._channel = channel
+        self._client = client
+        self._clock = clock
+
+    def request(self, message: Message) -> tuple[str, dict]:
+        body = {"msgtype": "markdown", "markdown": {"title": message.title, "text": markdown_lines(message)}}
+        url = self._channel.url
+        if self._channel.secret:
+            url = dingtalk_signed_url(url, self._channel.secret, int(self._clock() * 1000))
+        return url, body
+
+    async def send(self, message: Message, context: SendContext) -> None:
+        url, body = self.request(message)
+        answer = answer_of(await post_json(self._client, url, body))
+        _verdict(answer, "errcode", DINGTALK_RATE_LIMITED, DINGTALK_FINAL, "DingTalk")
+
+
+class WeComAdapter:
+    def __init__(self, channel: WeComChannel, client: httpx.AsyncClient) -> None:
+        self._channel = channel
+        self._client = client
+
+    @staticmethod
+    def body(message: Message) -> dict:
+        # WeCom's markdown knows no heading levels below ####: the title in bold reads best in the chat.
+        text = f"**{message.title}**\n" + "\n".join(message.text.splitlines())
+        return {"msgtype": "markdown", "markdown": {"content": text}}
+
+    async def send(self, message: Message, context: SendContext) -> None:
+        answer = answer_of(await post_json(self._client, self._channel.url, self.body(message)))
+        _verdict(answer, "errcode", WECOM_RATE_LIMITED, WECOM_FINAL, "WeCom")
+
+
+class FeishuAdapter:
+    def __init__(self, channel: FeishuChannel, client: httpx.AsyncClient, clock: Clock = time.time) -> None:
+        self._channel = channel
+        self._client = client
+        self._clock = clock
+
+    def body(self, message: Message) -> dict:
+        """A rich-text (post) message: the title, then one paragraph per line."""
+        body: dict = {
+            "msg_type": "post",
+            "content": {"post": {"zh_cn": {
+                "title": message.title,
+                "content": [[{"tag": "text", "text": line}] for line in message.text.splitlines()],
+            }}},
+        }
+        if self._channel.secret:
+            timestamp = int(self._clock())
+            body = {"timestamp": str(timestamp), "sign": feishu_sign(self._channel.secret, timestamp), **body}
+        return body
+
+    async def send(self, message: Message, context: SendContext) -> None:
+        answer = answer_of(await post_json(self._client, self._channel.url, self.body(message)))
+        _verdict(answer, "code", FEISHU_RATE_LIMITED, FEISHU_FINAL, "Feishu")

@@ -1,0 +1,60 @@
+"""Who hears of what (通知对象): recipients of each transition and of each escalation step, and their channels."""
+
+from __future__ import annotations
+
+from civicbus.district import Channel, District, EscalationTarget, LeaderRole
+from civicbus.events import EventKind, Ticket, TicketEvent, TicketState
+
+# A ticket that changed hands is news to its new unit, as a new ticket is.
+REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKind.ticket_reopened}
+# What the unit handling a ticket must hear of. (A missed deadline is step 1 of the escalation policy when one is
+# configured; without one, triage's ticket.overdue event tells the unit.)
+TO_LEAD_UNIT = {EventKind.ticket_supervised, EventKind.ticket_callback_recorded, EventKind.ticket_extension_decided}
+# The states in which a deadline is still to be met; when a ticket leaves them, reminders and escalation stop.
+PENDING_STATES = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
+
+
+def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
+    """(unit id, role) of everyone who must hear of this transition."""
+    ticket = event.ticket
+    if event.kind is EventKind.ticket_manual or (ticket.state is TicketState.manual and event.kind in REDISPATCHED):
+        return [(district.dispatcher.id, "dispatcher")]
+    if event.kind is EventKind.ticket_routed or event.kind in REDISPATCHED:
+        return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
+    overdue_to_unit = event.kind is EventKind.ticket_overdue and district.notify.escalation is None
+    if (event.kind in TO_LEAD_UNIT or overdue_to_unit) and ticket.lead_unit:
+        return [(ticket.lead_unit, "lead")]
+    return []  # grouping, sign-for, notes, resolution…: on the ticket, not worth a message
+
+
+def escalation_recipients(ticket: Ticket, targets: tuple[str, ...], district: District) -> list[tuple[str, str]]:
+    """(unit or leader id, role) of one escalation step's targets."""
+    found: list[tuple[str, str]] = []
+    for target in targets:
+        if target == EscalationTarget.unit and ticket.lead_unit:
+            found.append((ticket.lead_unit, "lead"))
+        elif target == EscalationTarget.leader_in_charge:
+            leader = ticket.leader or (district.units[ticket.lead_unit].leader if ticket.lead_unit else "")
+            if leader:
+                found.append((leader, "leader_in_charge"))
+        elif target == EscalationTarget.main_leaders:
+            found.extend((leader.id, "main_leader") for leader in district.leaders.values()
+                         if leader.role is LeaderRole.main)
+    return list(dict.fromkeys(found))
+
+
+def channels_of(recipient: str, district: District) -> list[Channel]:
+    """A unit's own channels and its contacts' personal ones, or a leader's."""
+    unit = district.units.get(recipient)
+    if unit is not None:
+        return [*unit.channels, *(channel for contact in unit.contacts for channel in contact.channels)]
+    leader = district.leaders.get(recipient)
+    if leader is not None:
+        return list(leader.channels)
+    raise KeyError(f"recipient {recipient!r} is neither a unit nor a leader of this configuration")
+
+
+def is_urgent(ticket: Ticket, district: District) -> bool:
+    """Urgent messages are never held in quiet hours (紧急、特急 tickets by default)."""
+    quiet = district.notify.quiet_hours
+    return quiet is None or str(ticket.severity) in quiet.urgent_severities

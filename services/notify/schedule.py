@@ -1,0 +1,99 @@
+"""Pure time arithmetic of notify: minute buckets, reminders, escalation steps, quiet hours and the rate limit."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from civicbus.district import EscalationPolicy, QuietHours
+
+
+def minute_id(moment: datetime) -> str:
+    """The ``_id`` of a minute bucket, e.g. ``202611251030`` (UTC)."""
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def minutes_between(start: datetime, end: datetime) -> list[str]:
+    """Every minute bucket from ``start``'s minute to ``end``'s, both included."""
+    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
+    ids = []
+    while moment <= end:
+        ids.append(minute_id(moment))
+        moment += timedelta(minutes=1)
+    return ids
+
+
+def reminder_times(start: datetime, due: datetime, fractions: list[float]) -> list[tuple[float, datetime]]:
+    """When ``fraction`` of the time from ``start`` (the deadline was set) to ``due`` has passed."""
+    span = due - start
+    if span <= timedelta(0):
+        return []
+    return [(fraction, start + span * fraction) for fraction in fractions]
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    number: int  # 1-based, as staff read it (第1级)
+    at: datetime
+    targets: tuple[str, ...]
+
+
+def escalation_steps(due: datetime, policy: EscalationPolicy, factor: float) -> list[PlannedStep]:
+    """The policy's steps after a missed deadline; under 一级响应 ``factor`` (< 1) brings every step forward."""
+    return [
+        PlannedStep(number, due + timedelta(minutes=step.after_minutes * factor), tuple(step.notify))
+        for number, step in enumerate(policy.steps, start=1)
+    ]
+
+
+def quiet_until(moment: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime | None:
+    """If ``moment`` is within quiet hours, when they end (UTC); otherwise None. Quiet hours may span midnight."""
+    if quiet is None or not quiet.enabled:
+        return None
+    local = moment.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    if quiet.start < quiet.end:
+        inside = quiet.start <= clock < quiet.end
+        end_day = local.date()
+    else:  # e.g. 22:00 → 07:30
+        inside = clock >= quiet.start or clock < quiet.end
+        end_day = local.date() + timedelta(days=1) if clock >= quiet.start else local.date()
+    if not inside:
+        return None
+    return datetime.combine(end_day, quiet.end, tzinfo=zone).astimezone(UTC)
+
+
+def overdue_text(minutes: float) -> str:
+    """``95`` → ``1小时35分钟``: how long a deadline has been missed, as staff say it."""
+    hours, rest = divmod(int(round(minutes)), 60)
+    if hours and rest:
+        return f"{hours}小时{rest}分钟"
+    return f"{hours}小时" if hours else f"{rest}分钟"
+
+
+class RateLimiter:
+    """At most ``limit`` messages per channel in any 60 seconds (a sliding window). In memory, per notify
+    instance: what it refuses is not lost but digested, and a restart costs at most one window's worth."""
+
+    WINDOW = timedelta(minutes=1)
+
+    def __init__(self) -> None:
+        self._sent: dict[str, deque[datetime]] = defaultdict(deque)
+
+    def acquire(self, channel: str, limit: int | None, now: datetime) -> bool:
+        if limit is None:
+            return True
+        sent = self._sent[channel]
+        while sent and sent[0] <= now - self.WINDOW:
+            sent.popleft()
+        if len(sent) >= limit:
+            return False
+        sent.append(now)
+        return True
+
+    def free_at(self, channel: str, now: datetime) -> datetime:
+        """When the window has room again (the oldest send in it leaves)."""
+        sent = self._sent.get(channel)
+        return sent[0] + self.WINDOW if sent else now

@@ -1,0 +1,230 @@
+"""Timers that survive restarts: reminders before deadlines (到期提醒), escalation after them (超期升级) and the
+sending of held digests (消息汇总).
+
+Like triage's overdue sweep, timers are entries in minute buckets (``notify_timers``, ``_id`` = the minute, e.g.
+``202611251030``): a tick reads, by ``_id``, the few buckets since the last tick (FerretDB pushes down only exact
+``_id`` filters, so nothing is scanned). Each ticket's latest state is kept in ``notify_tickets`` (``_id`` = ticket
+id) so a timer that fires can tell whether its deadline was met or moved: escalation stops once the ticket is
+signed for (签收) or resolved (办结). What a timer sends is claimed under a notification key made of the timer and
+the recipient, so a tick repeated by an overlap, a second replica or a restart sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from civicbus.district import District, EscalationTarget, LeaderRole
+from civicbus.events import OPEN_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
+from civicbus.kafka import Publisher
+from civicbus.logs import get_logger
+from civicbus.mongo import find_by_ids, upsert_by_id
+from civicbus.topics import NOTIFICATIONS
+
+from .delivery import TIMERS, Delivery, DeliveryPipeline
+from .messages import MessageRenderer
+from .recipients import PENDING_STATES, channels_of, escalation_recipients, is_urgent
+from .schedule import escalation_steps, minute_id, minutes_between, overdue_text, reminder_times
+
+log = get_logger(__name__)
+TICKETS = "notify_tickets"
+STATE = "notify_state"
+STATE_ID = "timers"
+DAILY_STATE_ID = "daily_digest"
+OVERLAP = timedelta(minutes=5)  # each tick looks back this far: a late write or a crashed tick is caught
+FIRST_LOOK_BACK = timedelta(days=1)
+# Transitions that set a deadline (or move it): reminders are planned from the moment it was set.
+DEADLINE_SETTERS = {EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned,
+                    EventKind.ticket_reopened, EventKind.ticket_extension_decided}
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One entry of a minute bucket: ``remind|ticket|deadline|fraction|due|at`` or ``escalate|ticket|deadline|step|
+    due|at``; held digests are ``digest|<digest id>``."""
+
+    kind: str
+    ticket_id: str
+    deadline: str
+    detail: str  # the reminder's fraction or the escalation step's number
+    due: datetime
+    at: datetime
+
+    def entry(self) -> str:
+        return "|".join((self.kind, self.ticket_id, self.deadline, self.detail, self.due.isoformat(),
+                         self.at.isoformat()))
+
+    @classmethod
+    def parse(cls, entry: str) -> Timer:
+        kind, ticket_id, deadline, detail, due, at = entry.split("|")
+        return cls(kind, ticket_id, deadline, detail, datetime.fromisoformat(due), datetime.fromisoformat(at))
+
+
+class Timers:
+    def __init__(self, db: AsyncDatabase, district: District, pipeline: DeliveryPipeline, publisher: Publisher,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._db = db
+        self._district = district
+        self._pipeline = pipeline
+        self._publisher = publisher
+        self._clock = clock
+        self._renderer = MessageRenderer(district)
+        self._zone = ZoneInfo(district.timezone)
+        self._lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_tickets at a time
+
+    def plan(self, ticket: Ticket, since: datetime) -> list[Timer]:
+        """The reminders and escalation steps of a ticket whose deadlines were set at ``since``."""
+        notify = self._district.notify
+        policy = (notify.escalation.policy_for(ticket.category, str(ticket.response_level))
+                  if notify.escalation else None)
+        factor = (self._district.deadlines.heightened.escalation_factor
+                  if ticket.response_level is ResponseLevel.heightened else 1.0)
+        timers = []
+        for deadline in ("sign_for", "resolve"):
+            due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+            if due is None or ticket.state not in PENDING_STATES[deadline]:
+                continue
+            if deadline in notify.reminders.deadlines:
+                timers.extend(Timer("remind", ticket.ticket_id, deadline, f"{fraction:g}", due, at)
+                              for fraction, at in reminder_times(since, due, notify.reminders.at_fractions))
+            if policy is not None and deadline in policy.deadlines:
+                timers.extend(Timer("escalate", ticket.ticket_id, deadline, str(step.number), due, step.at)
+                              for step in escalation_steps(due, policy, factor))
+        return timers
+
+    async def file(self, events: Iterable[TicketEvent]) -> None:
+        """Keep each ticket's latest state and file the timers of transitions that set deadlines (idempotent)."""
+        latest: dict[str, Ticket] = {}
+        buckets: dict[str, set[str]] = defaultdict(set)
+        for event in events:
+            ticket = event.ticket
+            if ticket.ticket_id not in latest or latest[ticket.ticket_id].version < ticket.version:
+                latest[ticket.ticket_id] = ticket
+            if event.kind in DEADLINE_SETTERS:
+                for timer in self.plan(ticket, event.occurred_at):
+                    buckets[minute_id(timer.at)].add(timer.entry())
+        if not latest:
+            return
+        async with self._lock:
+            stored = await find_by_ids(self._db[TICKETS], latest, {"version": 1})
+            newer = {ticket_id: ticket for ticket_id, ticket in latest.items()
+                     if ticket_id not in stored or stored[ticket_id]["version"] < ticket.version}
+            if newer:
+                await upsert_by_id(self._db[TICKETS], {
+                    ticket_id: {"$set": {"version": ticket.version, "ticket": ticket.model_dump(mode="json")}}
+                    for ticket_id, ticket in newer.items()
+                })
+        if buckets:
+            await upsert_by_id(self._db[TIMERS], {minute: {"$addToSet": {"entries": {"$each": sorted(entries)}}}
+                                                  for minute, entries in buckets.items()})
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Send what is due up to ``now``: reminders, escalation steps, held digests. Returns the results published."""
+        now = now or self._clock()
+        state = await self._db[STATE].find_one({"_id": STATE_ID}) or {}
+        since = state.get("ticked_until", now - FIRST_LOOK_BACK) - OVERLAP
+        buckets = await find_by_ids(self._db[TIMERS], minutes_between(since, now))
+        entries = sorted({entry for bucket in buckets.values() for entry in bucket.get("entries", [])})
+        digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
+        timers = [timer for timer in map(Timer.parse, (e for e in entries if not e.startswith("digest|")))
+                  if timer.at <= now]
+        snapshots = await find_by_ids(self._db[TICKETS], {timer.ticket_id for timer in timers})
+        tickets = {ticket_id: Ticket.model_validate(document["ticket"]) for ticket_id, document in snapshots.items()}
+        deliveries = [delivery for timer in timers if timer.ticket_id in tickets
+                      for delivery in self.deliveries(timer, tickets[timer.ticket_id], now)]
+        daily_day, daily = await self.daily_digests(now)
+        results, _ = await self._pipeline.run([*deliveries, *daily])
+        results.extend(await self._pipeline.flush_digests(digests))
+        if daily_day:
+            await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
+        await self._publisher.publish(NOTIFICATIONS, results)
+        await upsert_by_id(self._db[STATE], {STATE_ID: {"$max": {"ticked_until": now}}})
+        return len(results)
+
+    def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:
+        """What a due timer sends, or nothing when its deadline was met (签收/办结) or moved (延期, 改派)."""
+        due = ticket.sign_for_due if timer.deadline == "sign_for" else ticket.resolve_due
+        if due != timer.due or ticket.state not in PENDING_STATES[timer.deadline]:
+            return []
+        extra: dict[str, Any] = {"deadline": timer.deadline, "due": timer.due}
+        if timer.kind == "remind":
+            kind, targets = EventKind.ticket_reminder, (EscalationTarget.unit.value,)
+        else:
+            notify = self._district.notify
+            if notify.escalation is None:
+                return []
+            policy = notify.escalation.policy_for(ticket.category, str(ticket.response_level))
+            step = int(timer.detail)
+            if step > len(policy.steps):
+                return []  # the policy changed since the timer was filed
+            targets = tuple(policy.steps[step - 1].notify)
+            kind = EventKind.ticket_escalated
+            extra |= {"step": step, "policy_name": policy.name,
+                      "overdue_text": overdue_text((timer.at - timer.due).total_seconds() / 60)}
+        urgent = is_urgent(ticket, self._district)
+        timer_id = derived_event_id(timer.kind, ticket.ticket_id, timer.deadline, timer.detail, timer.due.isoformat())
+        planned = []
+        for recipient, role in escalation_recipients(ticket, targets, self._district):
+            # The unit reads a missed deadline as 工单超期; leaders read it as an escalation to act on.
+            message_kind = EventKind.ticket_overdue if kind is EventKind.ticket_escalated and role == "lead" else kind
+            message = self._renderer.render_ticket(ticket, message_kind, role, **extra)
+            for index, channel in enumerate(channels_of(recipient, self._district)):
+                planned.append(Delivery(
+                    key=f"{timer_id}:{recipient}:{index}", ticket_id=ticket.ticket_id, ticket_event_id=timer_id,
+                    correlation_id=ticket.source_event_id, transition=kind, recipient=recipient, role=role,
+                    channel=channel, message=message, urgent=urgent,
+                ))
+        return planned
+
+    async def daily_digests(self, now: datetime) -> tuple[str, list[Delivery]]:
+        """Once a day, after ``daily_digest.at``: each leader's summary (每日汇总). The claim keys name the day, so
+        a second replica or a repeated tick sends none twice; the state document (the day returned, stored once sent)
+        spares later ticks the scan."""
+        daily = self._district.notify.daily_digest
+        if daily is None:
+            return "", []
+        local = now.astimezone(self._zone)
+        day = local.date().isoformat()
+        if local.time() < daily.at:
+            return "", []
+        state = await self._db[STATE].find_one({"_id": DAILY_STATE_ID}) or {}
+        if state.get("sent_for", "") >= day:
+            return "", []
+        # A scan of every ticket notify knows, once a day for a report: what FerretDB allows off the hot path.
+        snapshots = await self._db[TICKETS].find({}, {"ticket": 1}).to_list(None)
+        open_tickets = [ticket for ticket in (Ticket.model_validate(document["ticket"]) for document in snapshots)
+                        if ticket.state in OPEN_STATES]
+        planned = []
+        for leader in self._district.leaders.values():
+            if leader.role is LeaderRole.main and "main_leaders" in daily.to:
+                mine = open_tickets
+            elif leader.role is LeaderRole.in_charge and "leader_in_charge" in daily.to:
+                mine = [ticket for ticket in open_tickets if ticket.leader == leader.id]
+            else:
+                continue
+            if not mine:
+                continue
+            message = self._renderer.render_daily(leader, mine, now, daily.max_listed)
+            planned.extend(Delivery(
+                key=f"daily:{day}:{leader.id}:{index}", ticket_id="", ticket_event_id="", correlation_id="",
+                transition=None, recipient=leader.id, role=str(leader.role), channel=channel, message=message,
+                urgent=True,  # sent at the hour chosen for it
+            ) for index, channel in enumerate(leader.channels))
+        return day, planned
+
+    async def run(self, interval: float) -> None:
+        while True:
+            try:
+                sent = await self.tick()
+                if sent:
+                    log.info("timed notifications sent", count=sent)
+            except Exception as error:  # MongoDB or Kafka briefly away: the next tick looks back far enough
+                log.warning("notify timer tick failed", error=str(error))
+            await asyncio.sleep(interval)

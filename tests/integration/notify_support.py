@@ -1,0 +1,223 @@
+"""What the notify integration tests share: a notify instance of their own (own topics, database, configuration
+and simulated clock), a real local SMTP server (aiosmtpd) and ticket events to publish."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from pymongo import AsyncMongoClient
+
+from civicbus.events import (
+    CategoryEvidence,
+    EventKind,
+    LocationEvidence,
+    ResponseLevel,
+    RoutingExplanation,
+    Severity,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
+from civicbus.kafka import create_topics
+from civicbus.settings import HttpSettings, NotifySettings
+from services.notify.app import create_app
+
+SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
+SMTP_USER, SMTP_PASSWORD = "notify", "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class SimClock:
+    """The notify instance's clock: tests move it and run one timer tick."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@dataclass
+class SmtpRecorder:
+    """A real SMTP server (aiosmtpd) on a local port that requires a login and records what it accepts."""
+
+    port: int = field(default_factory=free_port)
+    mails: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[Any] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.envelopes.append(envelope)
+        self.mails.append(message_from_bytes(envelope.original_content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        if isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (SMTP_USER, SMTP_PASSWORD):
+            self.logins.append(data.login.decode())
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def start(self) -> Controller:
+        controller = Controller(self, hostname="127.0.0.1", port=self.port, authenticator=self.authenticate,
+                                auth_require_tls=False)
+        controller.start()
+        return controller
+
+
+def write_config(folder: Path, sink_url: str, smtp_port: int) -> Path:
+    """The sample configuration with real channels of every kind pointed at the local receivers."""
+    shutil.copytree(SAMPLE, folder)
+    district = yaml.safe_load((folder / "district.yaml").read_text(encoding="utf-8"))
+    units = {unit["id"]: unit for unit in district["units"]}
+    units["laobao"]["channels"] = [
+        {"type": "dingtalk", "url": f"{sink_url}/robot/ding-laobao?access_token=tok", "secret": "SECtest"},
+        {"type": "wecom", "url": f"{sink_url}/robot/wecom-laobao?key=wk"},
+        {"type": "feishu", "url": f"{sink_url}/robot/feishu-laobao", "secret": "fsecret"},
+    ]
+    units["laobao"]["contacts"][0]["channels"] = [
+        {"type": "email", "to": ["laobao@shifan.example.gov.cn"]},
+        {"type": "sms", "phones": ["13800000117"]},
+    ]
+    units["sifa"]["channels"] = [{"type": "webhook", "url": f"{sink_url}/robot/sifa"}]
+    units["xinfang"]["channels"] = [{"type": "webhook", "url": f"{sink_url}/robot/xinfang"}]
+    units["shiwu"]["channels"] = [{"type": "webhook", "url": f"{sink_url}/robot/gone"}]
+    units["jianshe"]["channels"] = [{"type": "dingtalk", "url": f"{sink_url}/robot/ding-jianshe?access_token=j"}]
+    for leader in district["leaders"]:
+        leader["channels"] = [{"type": "webhook", "url": f"{sink_url}/leader/{leader['id']}"}]
+    (folder / "district.yaml").write_text(yaml.safe_dump(district, allow_unicode=True, sort_keys=False), "utf-8")
+
+    notify = yaml.safe_load((folder / "notify.yaml").read_text(encoding="utf-8"))
+    notify["smtp"] = {"host": "127.0.0.1", "port": smtp_port, "starttls": False, "username": SMTP_USER,
+                      "password": SMTP_PASSWORD, "sender": "notify@shifan.example.gov.cn"}
+    notify["sms_gateway"] = {
+        "url": f"{sink_url}/sms/send", "headers": {"Authorization": "Bearer sms-token"},
+        "body_template": '{"mobile": {{ phone | tojson }}, "content": {{ text | tojson }}, "sign": "示范街道"}',
+        "success_field": "errcode", "success_value": "0",
+    }
+    notify["fallback"] = [{"type": "webhook", "url": f"{sink_url}/fallback/duty"}]
+    notify["quiet_hours"]["enabled"] = True
+    (folder / "notify.yaml").write_text(yaml.safe_dump(notify, allow_unicode=True, sort_keys=False), "utf-8")
+    return folder
+
+
+@dataclass
+class NotifyUnderTest:
+    """One notify instance on its own topics and database, with a simulated clock."""
+
+    bootstrap: str
+    mongo_url: str
+    config_dir: Path
+    clock: SimClock
+    prefix: str = field(default_factory=lambda: f"n{uuid.uuid4().hex[:8]}.")
+    app: Any = None
+    server: uvicorn.Server | None = None
+    task: asyncio.Task | None = None
+
+    @property
+    def db_name(self) -> str:
+        return f"civicbus_test_{self.prefix[:-1]}"
+
+    async def start(self) -> NotifyUnderTest:
+        if self.app is None:
+            await create_topics(self.bootstrap, self.prefix)
+        settings = NotifySettings(
+            kafka_bootstrap=self.bootstrap, mongo_url=self.mongo_url, mongo_db=self.db_name,
+            topic_prefix=self.prefix, config_dir=self.config_dir, http=HttpSettings(port=free_port()),
+            retry_base_s=0.05, timer_tick_s=3600,  # the tests tick themselves, on simulated time
+        )
+        self.app = create_app(settings, clock=self.clock)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.http_port,
+                                                    log_level="warning"))
+        self.task = asyncio.create_task(self.server.serve())
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError("notify did not start")
+            await asyncio.sleep(0.05)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await self.task
+
+    async def tick(self, now: datetime) -> int:
+        self.clock.now = now
+        return await self.app.state.timers.tick(now)
+
+    async def publish(self, events: list[TicketEvent]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send(f"{self.prefix}civic.tickets", event.encode(), key=event.partition_key.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def drop(self) -> None:
+        client = AsyncMongoClient(self.mongo_url)
+        await client.drop_database(self.db_name)
+        await client.close()
+
+
+def ticket_event(
+    kind: EventKind,
+    at: datetime,
+    *,
+    ticket: Ticket | None = None,
+    lead: str = "laobao",
+    leader: str = "zhengxiuying",
+    category: str = "labor",
+    severity: Severity = Severity.normal,
+    response_level: ResponseLevel = ResponseLevel.normal,
+    sign_for: timedelta = timedelta(hours=1),
+    content: str = "公司拖欠工资三个月，联系电话13912345678，身份证号330102199001011234",
+    **changes: Any,
+) -> TicketEvent:
+    """A ticket event as triage publishes it: a new ticket, or ``ticket`` after a transition (version + 1)."""
+    if ticket is None:
+        ticket = Ticket(
+            ticket_id=f"SF{uuid.uuid4().hex[:12].upper()}", state=TicketState.routed,
+            event_kind=EventKind.complaint_received, event_source="12345", source_event_id=str(uuid.uuid4()),
+            title="拖欠工资", content=content, severity=severity, category=category, category_name="劳动保障",
+            lead_unit=lead, leader=leader, response_level=response_level, sign_for_due=at + sign_for,
+            resolve_due=at + timedelta(days=5), created_at=at,
+            explanation=RoutingExplanation(route_path=["默认", "劳动保障"],
+                                           category=CategoryEvidence(method="keywords", confidence=0.9),
+                                           location=LocationEvidence(method="none")),
+        )
+    else:
+        ticket = ticket.model_copy(update={"version": ticket.version + 1, **changes})
+    return TicketEvent(kind=kind, source="civicbus.triage", occurred_at=at, ticket=ticket,
+                       correlation_id=ticket.source_event_id)
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)

@@ -1,0 +1,225 @@
+"""Notify's channels against real local receivers: exact robot, mail and SMS bodies (with the DingTalk and Feishu
+signatures), retries, a final failure to the fallback channel, a burst digested under DingTalk's rate limit, and no
+duplicate after a restart mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import urllib.parse
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo import AsyncMongoClient
+
+from civicbus.district import load_district
+from civicbus.events import EventKind, NotificationResult
+from civicbus.mongo import find_by_ids
+from civicbus.topics import TICKETS
+from civicbus.webhook_sink import WebhookSink
+from services.notify.messages import MessageRenderer
+
+from .conftest import Stack, eventually, read_topic
+from .test_delivery_guarantees import consumed
+from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def setup(stack, tmp_path_factory) -> AsyncIterator[tuple[NotifyUnderTest, WebhookSink, SmtpRecorder]]:
+    sink = await WebhookSink().start()
+    smtp = SmtpRecorder()
+    controller = smtp.start()
+    config = write_config(tmp_path_factory.mktemp("notify") / "config", sink.base_url, smtp.port)
+    notify = await NotifyUnderTest(stack.bootstrap, stack.mongo_url, config,
+                                   SimClock(utc(2026, 11, 25, 2))).start()  # 10:00 in Shanghai: not quiet
+    yield notify, sink, smtp
+    await notify.stop()
+    await notify.drop()
+    controller.stop()
+    await sink.stop()
+
+
+@pytest.fixture(scope="module")
+async def db(setup) -> AsyncIterator:
+    notify = setup[0]
+    client = AsyncMongoClient(notify.mongo_url, tz_aware=True)
+    yield client[notify.db_name]
+    await client.close()
+
+
+def received(sink: WebhookSink, path: str):
+    return lambda: asyncio.sleep(0, result=sink.to(path))
+
+
+async def test_every_channel_gets_its_exact_format_with_personal_data_masked(setup):
+    notify, sink, smtp = setup
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now)
+    await notify.publish([event])
+    for path in ("/robot/ding-laobao", "/robot/wecom-laobao", "/robot/feishu-laobao", "/sms/send"):
+        await eventually(received(sink, path), what=f"a message at {path}")
+    await eventually(lambda: asyncio.sleep(0, result=smtp.mails), what="the e-mail")
+
+    message = MessageRenderer(load_district(notify.config_dir)).render(event, "lead")
+    assert message.title == "【新工单】拖欠工资"
+    assert "139****5678" in message.text and "330102********1234" in message.text
+    assert "13912345678" not in message.text and "330102199001011234" not in message.text
+
+    [ding] = sink.to("/robot/ding-laobao")
+    query = urllib.parse.parse_qs(ding.query)
+    timestamp = query["timestamp"][0]
+    expected_sign = base64.b64encode(hmac.new(b"SECtest", f"{timestamp}\nSECtest".encode(), hashlib.sha256).digest())
+    assert query["access_token"] == ["tok"] and query["sign"] == [expected_sign.decode()]
+    assert ding.body == {"msgtype": "markdown", "markdown": {
+        "title": message.title, "text": f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines())}}
+
+    [wecom] = sink.to("/robot/wecom-laobao")
+    assert urllib.parse.parse_qs(wecom.query) == {"key": ["wk"]}
+    assert wecom.body == {"msgtype": "markdown", "markdown": {"content": f"**{message.title}**\n{message.text}"}}
+
+    [feishu] = sink.to("/robot/feishu-laobao")
+    seconds = feishu.body["timestamp"]
+    expected_sign = base64.b64encode(hmac.new(f"{seconds}\nfsecret".encode(), b"", hashlib.sha256).digest()).decode()
+    assert feishu.body == {"timestamp": seconds, "sign": expected_sign, "msg_type": "post", "content": {"post": {
+        "zh_cn": {"title": message.title,
+                  "content": [[{"tag": "text", "text": line}] for line in message.text.splitlines()]}}}}
+
+    [sms] = sink.to("/sms/send")
+    assert sms.headers["authorization"] == "Bearer sms-token"
+    full = f"{message.title}\n{message.text}"
+    assert sms.body == {"mobile": "13800000117", "content": full[:299] + "…" if len(full) > 300 else full,
+                        "sign": "示范街道"}
+
+    [mail] = smtp.mails
+    assert smtp.logins == ["notify"]
+    assert mail["Subject"] == message.title and mail["From"] == "notify@shifan.example.gov.cn"
+    assert mail["To"] == "laobao@shifan.example.gov.cn" and mail["X-Civicbus-Ticket"] == event.ticket.ticket_id
+    assert mail.get_content().rstrip("\n") == message.text
+
+
+async def test_a_failing_receiver_gets_the_message_on_a_later_attempt_and_every_attempt_is_recorded(setup, db):
+    notify, sink, _ = setup
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="sifa", leader="liwenhua")
+    sink.fail_first = 2
+    await notify.publish([event])
+    [message] = await eventually(received(sink, "/robot/sifa"), what="the message after two failures")
+    assert message.body["ticket_id"] == event.ticket.ticket_id
+    document = await db["notifications"].find_one({"_id": f"{event.event_id}:sifa:0"})
+    assert document["status"] == "delivered"
+    assert [attempt["result"] for attempt in document["attempts"]] == ["http_error", "http_error", "ok"]
+
+
+async def test_a_final_failure_is_published_and_goes_to_the_fallback_channel(setup, db, stack):
+    notify, sink, _ = setup
+    sink.failing_paths.add("/robot/gone")
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="shiwu")
+    await notify.publish([event])
+    [fallback] = await eventually(received(sink, "/fallback/duty"), what="the message at the fallback channel")
+    assert fallback.body["title"] == "【通知失败】【新工单】拖欠工资"
+    assert fallback.body["text"].startswith("【示范街道·通知失败】发给社会事务办公室的通知未能送达（HTTP 503")
+    document = await db["notifications"].find_one({"_id": f"{event.event_id}:shiwu:0"})
+    assert document["status"] == "failed" and len(document["attempts"]) == 4
+
+    topic_stack = Stack(stack.bootstrap, stack.mongo_url, notify.prefix, notify.db_name)
+
+    async def results() -> list[NotificationResult] | None:
+        found = [NotificationResult.model_validate_json(record.value)
+                 for record in await read_topic(topic_stack, "civic.notifications")]
+        mine = [result for result in found if result.ticket_id == event.ticket.ticket_id]
+        return mine if len(mine) == 2 else None
+
+    outcome = {(result.recipient, result.kind) for result in await eventually(results, what="two results")}
+    assert outcome == {("shiwu", EventKind.notification_failed), ("fallback", EventKind.notification_delivered)}
+
+
+async def test_a_burst_beyond_the_dingtalk_limit_becomes_one_digest_not_a_ban(setup, db):
+    notify, sink, _ = setup
+    events = [ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+              for _ in range(25)]
+    await notify.publish(events)
+    keys = [f"{event.event_id}:jianshe:0" for event in events]
+
+    async def settled() -> dict | None:
+        documents = await find_by_ids(db["notifications"], keys)
+        statuses = Counter(document["status"] for document in documents.values())
+        return statuses if statuses == {"delivered": 20, "held": 5} else None
+
+    await eventually(settled, what="20 messages sent and 5 held")
+    assert len(sink.to("/robot/ding-jianshe")) == 20  # DingTalk's limit: 20 a minute
+
+    await notify.tick(notify.clock.advance(minutes=3))
+    digests = await eventually(lambda: asyncio.sleep(0, result=[
+        item for item in sink.to("/robot/ding-jianshe") if item.body["markdown"]["title"].startswith("【消息汇总】")]),
+        what="the digest")
+    assert len(digests) == 1 and len(sink.to("/robot/ding-jianshe")) == 21
+    digest = digests[0].body["markdown"]
+    assert digest["title"] == "【消息汇总】共5条" and "发送过于频繁，合并发送" in digest["text"]
+    documents = await find_by_ids(db["notifications"], keys)
+    assert {document["status"] for document in documents.values()} == {"delivered"}
+    in_digest = [key for key, document in documents.items() if document.get("digest")]
+    assert len(in_digest) == 5
+    for key in in_digest:
+        assert documents[key]["ticket_id"] in digest["text"]
+
+
+async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest(setup, db):
+    notify, sink, _ = setup
+    notify.clock.advance(minutes=5)  # the burst's minute is long over
+    sink.answers["/robot/ding-jianshe"] = [{"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}]
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+    before = len(sink.to("/robot/ding-jianshe"))
+    await notify.publish([event])
+
+    async def held() -> bool:
+        document = await db["notifications"].find_one({"_id": f"{event.event_id}:jianshe:0"})
+        return bool(document and document["status"] == "held")
+
+    await eventually(held, what="the refused message held for a digest")
+    document = await db["notifications"].find_one({"_id": f"{event.event_id}:jianshe:0"})
+    assert [attempt["result"] for attempt in document["attempts"]] == ["rate_limited"]  # no retries into a ban
+    await notify.tick(notify.clock.advance(minutes=2))
+    [digest] = sink.to("/robot/ding-jianshe")[before:]
+    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+    assert event.ticket.ticket_id in digest.body["markdown"]["text"]
+
+
+async def rewind(notify: NotifyUnderTest) -> None:
+    """Set notify's committed offsets back to the start: as if it had crashed before committing anything."""
+    topic = f"{notify.prefix}civic.tickets"
+    consumer = AIOKafkaConsumer(bootstrap_servers=notify.bootstrap, group_id=f"{notify.prefix}notify.civic.tickets",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, number) for number in range(TICKETS.partitions)]
+        consumer.assign(partitions)
+        await consumer.commit({partition: 0 for partition in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_restart_mid_stream_with_everything_redelivered_sends_nothing_twice(setup):
+    notify, sink, _ = setup
+    first = [ticket_event(EventKind.ticket_routed, notify.clock.now, lead="xinfang", leader="liwenhua")
+             for _ in range(20)]
+    later = [ticket_event(EventKind.ticket_routed, notify.clock.now, lead="xinfang", leader="liwenhua")
+             for _ in range(20)]
+    arrived = lambda: {item.body["ticket_id"] for item in sink.to("/robot/xinfang")}  # noqa: E731
+    await notify.publish(first)
+    await eventually(lambda: asyncio.sleep(0, result=len(arrived()) == 20), what="the first 20 messages")
+    await notify.stop()
+    await notify.publish(later)  # the stream goes on while notify is down
+    await rewind(notify)  # and every record comes again, the first 20 included
+    duplicates = consumed("notify", "civic.tickets", "duplicate")
+    await notify.start()
+
+    wanted = {event.ticket.ticket_id for event in first + later}
+    await eventually(lambda: asyncio.sleep(0, result=wanted <= arrived()), timeout=90, what="all 40 messages")
+    await asyncio.sleep(1.0)  # a duplicate would come right behind
+    counts = Counter(item.body["ticket_id"] for item in sink.to("/robot/xinfang"))
+    assert len(counts) == 40 and set(counts.values()) == {1}
+    assert consumed("notify", "civic.tickets", "duplicate") - duplicates >= 20, "the first 20 really came again"

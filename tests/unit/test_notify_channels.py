@@ -1,0 +1,122 @@
+"""Robot formats and signatures, checked against the vendors' documented algorithms computed independently here."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import urllib.parse
+
+import pytest
+
+from civicbus.district import DingTalkChannel, FeishuChannel
+from services.notify.channels.base import DeliveryError
+from services.notify.channels.robots import (
+    DingTalkAdapter,
+    FeishuAdapter,
+    WeComAdapter,
+    _verdict,
+    dingtalk_sign,
+)
+from services.notify.channels.sms import sms_text
+from services.notify.messages import Message
+
+MESSAGE = Message(title="【新工单】工资拖欠", text="第一行\n第二行")
+SECRET = "SEC0123456789abcdef"
+
+
+def test_dingtalk_signed_url_carries_timestamp_and_the_documented_hmac():
+    adapter = DingTalkAdapter(DingTalkChannel(type="dingtalk", url="https://oapi.dingtalk.com/robot/send?access_token=t",
+                                              secret=SECRET), client=None, clock=lambda: 1700000000.123)
+    url, body = adapter.request(MESSAGE)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["access_token"] == ["t"] and query["timestamp"] == ["1700000000123"]
+    expected = base64.b64encode(
+        hmac.new(SECRET.encode(), f"1700000000123\n{SECRET}".encode(), hashlib.sha256).digest()).decode()
+    assert query["sign"] == [expected]  # parse_qs undoes the URL-encoding
+    assert body == {"msgtype": "markdown", "markdown": {"title": "【新工单】工资拖欠",
+                                                        "text": "#### 【新工单】工资拖欠\n\n第一行  \n第二行"}}
+
+
+def test_dingtalk_without_secret_posts_to_the_plain_url():
+    adapter = DingTalkAdapter(DingTalkChannel(type="dingtalk", url="https://oapi.dingtalk.com/robot/send?access_token=t"),
+                              client=None)
+    assert adapter.request(MESSAGE)[0] == "https://oapi.dingtalk.com/robot/send?access_token=t"
+
+
+def test_feishu_signs_with_timestamp_and_secret_as_the_key_over_an_empty_message():
+    adapter = FeishuAdapter(FeishuChannel(type="feishu", url="https://open.feishu.cn/open-apis/bot/v2/hook/x",
+                                          secret=SECRET), client=None, clock=lambda: 1599360473.9)
+    body = adapter.body(MESSAGE)
+    expected = base64.b64encode(hmac.new(f"1599360473\n{SECRET}".encode(), b"", hashlib.sha256).digest()).decode()
+    assert body["timestamp"] == "1599360473" and body["sign"] == expected
+    assert body["msg_type"] == "post"
+    assert body["content"]["post"]["zh_cn"] == {
+        "title": "【新工单】工资拖欠",
+        "content": [[{"tag": "text", "text": "第一行"}], [{"tag": "text", "text": "第二行"}]],
+    }
+
+
+def test_wecom_markdown_body():
+    assert WeComAdapter.body(MESSAGE) == {"msgtype": "markdown",
+                                          "markdown": {"content": "**【新工单】工资拖欠**\n第一行\n第二行"}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "field", "kind", "retryable"),
+    [
+        ({"errcode": 130101, "errmsg": "send too fast"}, "errcode", "rate_limited", True),
+        ({"errcode": 310000, "errmsg": "sign not match"}, "errcode", "rejected", False),
+        ({"errcode": -1, "errmsg": "system busy"}, "errcode", "rejected", True),
+        ({"code": 11232, "msg": "frequency limited"}, "code", "rate_limited", True),
+        ({"code": 19021, "msg": "sign match fail"}, "code", "rejected", False),
+    ],
+)
+def test_robot_error_codes_in_a_200_answer_are_failures(answer, field, kind, retryable):
+    with pytest.raises(DeliveryError) as raised:
+        _verdict(answer, field, {130101, 11232}, {310000, 19021}, "robot")
+    assert raised.value.kind == kind and raised.value.retryable is retryable
+
+
+def test_a_zero_code_is_success():
+    _verdict({"errcode": 0, "errmsg": "ok"}, "errcode", set(), set(), "DingTalk")
+    _verdict({"code": 0, "msg": "success"}, "code", set(), set(), "Feishu")
+    _verdict({"StatusCode": 0, "StatusMessage": "success"}, "code", set(), set(), "Feishu")
+
+
+def test_sms_text_is_cut_to_the_gateway_limit():
+    text = sms_text(Message(title="标题", text="很长" * 100), 50)
+    assert len(text) == 50 and text.endswith("…") and text.startswith("标题\n")
+
+
+def test_dingtalk_sign_is_url_encoded():
+    raw = base64.b64encode(hmac.new(SECRET.encode(), f"7\n{SECRET}".encode(), hashlib.sha256).digest()).decode()
+    assert dingtalk_sign(SECRET, 7) == urllib.parse.quote_plus(raw)
+
+
+async def test_an_sms_retry_does_not_text_a_phone_that_already_has_it():
+    import httpx
+
+    from civicbus.district import SmsChannel, SmsGateway
+    from services.notify.channels.base import SendContext
+    from services.notify.channels.sms import SmsAdapter
+
+    calls: list[str] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        phone = httpx.Response(200, content=request.content).json()["mobile"]
+        calls.append(phone)
+        failing = phone == "13900000002" and calls.count(phone) == 1
+        return httpx.Response(503 if failing else 200, json={"code": "0"})
+
+    adapter = SmsAdapter(
+        SmsChannel(type="sms", phones=["13900000001", "13900000002"]),
+        SmsGateway(url="http://sms.local/send", body_template='{"mobile": {{ phone | tojson }}}',
+                   success_field="code", success_value="0"),
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)),
+    )
+    context = SendContext("k1", "T1", "ticket.routed", "laobao", "lead")
+    with pytest.raises(DeliveryError):
+        await adapter.send(MESSAGE, context)
+    await adapter.send(MESSAGE, context)
+    assert calls == ["13900000001", "13900000002", "13900000002"]
