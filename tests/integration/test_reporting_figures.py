@@ -17,6 +17,9 @@ Week 45 of 2026 (Mon 2 Nov – Sun 8 Nov), office hours 08:30–17:30, no holida
 - T4 南塘村 秸秆焚烧, routed to 西溪村 Wed 09:00, returned by 西溪村 Wed 11:00 and routed on to 南塘村, signed Wed
   14:00 (due 17:30), not resolved by its deadline Fri 17:30: overdue now.
 - T5 信访 without a place: manual Thu 10:00, reassigned to 应急办 Thu 11:00.
+- T6 南塘村 欠薪 of 12,000 yuan, lead 劳动保障所: routed Fri 09:00, signed 09:30, resolved 16:00 (7 working hours)
+  with all 12,000 recovered. (T3 involved 86,500 yuan, 60,000 recovered — but it was reopened, so it is not
+  resolved any more and its recovery is not counted.)
 - T0 (previous week) 西溪村 扬尘: routed Thu 29 Oct 09:00, signed 10:00 in time, resolve due Fri 30 Oct 17:30:
   overdue now.
 
@@ -125,15 +128,24 @@ def scenario() -> list[Story]:
             callback=Callback(resolved=False, satisfaction=Satisfaction.dissatisfied, at=at(6, 15)))
 
     t3 = Story("T3", "labor.wage_arrears", "劳资纠纷/欠薪", "xixi", at(3, 9, 30), sign_for_due=at(3, 17, 30),
-               resolve_due=at(10, 17, 30))
+               resolve_due=at(10, 17, 30), amount_involved=86500.0)
     t3.step(EventKind.ticket_routed, at(3, 9, 30), lead_unit="laobao", assist_units=["xixi"])
     t3.step(EventKind.ticket_acknowledged, at(3, 11, 30), state=TicketState.acknowledged,
             acknowledged_at=at(3, 11, 30))
-    t3.step(EventKind.ticket_resolved, at(4, 16, 30), state=TicketState.resolved, resolved_at=at(4, 16, 30))
+    t3.step(EventKind.ticket_resolved, at(4, 16, 30), state=TicketState.resolved, resolved_at=at(4, 16, 30),
+            amount_recovered=60000.0)
     t3.step(EventKind.ticket_callback_recorded, at(5, 9), state=TicketState.closed, closed_at=at(5, 9),
             callback=Callback(resolved=True, satisfaction=Satisfaction.basically_satisfied, at=at(5, 9)))
     t3.step(EventKind.ticket_reopened, at(6, 10), state=TicketState.routed, reopen_count=1, acknowledged_at=None,
             resolved_at=None, closed_at=None, resolve_due=at(13, 17, 30))
+
+    t6 = Story("T6", "labor.wage_arrears", "劳资纠纷/欠薪", "nantang", at(6, 9), sign_for_due=at(6, 17, 30),
+               resolve_due=at(13, 17, 30), amount_involved=12000.0)
+    t6.step(EventKind.ticket_routed, at(6, 9), lead_unit="laobao")
+    t6.step(EventKind.ticket_acknowledged, at(6, 9, 30), state=TicketState.acknowledged,
+            acknowledged_at=at(6, 9, 30))
+    t6.step(EventKind.ticket_resolved, at(6, 16), state=TicketState.resolved, resolved_at=at(6, 16),
+            amount_recovered=12000.0)
 
     t4 = Story("T4", *straw, "nantang", at(4, 9), sign_for_due=at(4, 17, 30), resolve_due=at(6, 17, 30))
     t4.step(EventKind.ticket_routed, at(4, 9), lead_unit="xixi")
@@ -144,7 +156,7 @@ def scenario() -> list[Story]:
                resolve_due=at(12, 17, 30))
     t5.step(EventKind.ticket_manual, at(5, 10), state=TicketState.manual)
     t5.step(EventKind.ticket_reassigned, at(5, 11), state=TicketState.routed, lead_unit="yingji")
-    return [t0, t1, t2, t3, t4, t5]
+    return [t0, t1, t2, t3, t4, t5, t6]
 
 
 STORIES = scenario()
@@ -192,26 +204,28 @@ async def test_every_figure_of_the_week_as_worked_out_by_hand(published, reports
         "created", "manual", "routed", "returned", "kept", "assisted", "repeats", "acknowledged",
         "acknowledged_in_time", "resolved", "resolved_in_time", "callbacks", "callback_resolved", "callback_rated",
         "satisfied", "basically_satisfied", "dissatisfied", "closed", "reopened", "overdue_resolve")} == {
-        "created": 5, "manual": 1, "routed": 6, "returned": 1, "kept": 5, "assisted": 1, "repeats": 2,
-        "acknowledged": 4, "acknowledged_in_time": 3, "resolved": 3, "resolved_in_time": 2, "callbacks": 3,
+        "created": 6, "manual": 1, "routed": 7, "returned": 1, "kept": 6, "assisted": 1, "repeats": 2,
+        "acknowledged": 5, "acknowledged_in_time": 4, "resolved": 4, "resolved_in_time": 3, "callbacks": 3,
         "callback_resolved": 2, "callback_rated": 3, "satisfied": 1, "basically_satisfied": 1, "dissatisfied": 1,
         "closed": 2, "reopened": 1, "overdue_resolve": 1}
     assert figures(body) == {
-        "response_rate": 0.6,  # T1, T3, T4 signed in time ÷ 5 kept (6 routings − 1 returned)
-        "closure_rate": 0.6,  # 3 resolved ÷ 5
-        "on_time_closure_rate": 0.6667,  # T1, T3 ÷ 3
+        "response_rate": 0.6667,  # T1, T3, T4, T6 signed in time ÷ 6 kept (7 routings − 1 returned)
+        "closure_rate": 0.6667,  # 4 resolved ÷ 6
+        "on_time_closure_rate": 0.75,  # T1, T3, T6 ÷ 4
         "resolution_rate": 0.6667,  # T1, T3 ÷ 3 callbacks
         "satisfaction_rate": 0.6,  # (1 × 满意 + 0.8 × 基本满意 + 0 × 不满意) ÷ 3, weights of reporting.yaml
-        "overdue_rate": 0.2,  # T2 ÷ 5
-        "return_rate": 0.1667,  # 1 ÷ 6 routings
+        "overdue_rate": 0.1667,  # T2 ÷ 6
+        "return_rate": 0.1429,  # 1 ÷ 7 routings
         "recurrence_rate": 0.5,  # T3 reopened ÷ 2 closed
-        "median_handling_hours": 16.0,  # 10, 16, 33 working hours
-        "p90_handling_hours": 29.6,  # 16 + 0.8 × (33 − 16)
+        "median_handling_hours": 13.0,  # 7, 10, 16, 33 working hours
+        "p90_handling_hours": 27.9,  # 16 + 0.7 × (33 − 16)
     }
     previous = {item["code"]: (item["previous"], item["change"]) for item in body["figures"]}
-    assert previous["response_rate"] == (1.0, -0.4)  # T0 signed in time
-    assert previous["closure_rate"] == (0.0, 0.6)
+    assert previous["response_rate"] == (1.0, -0.3333)  # T0 signed in time
+    assert previous["closure_rate"] == (0.0, 0.6667)
     assert previous["satisfaction_rate"] == (None, None)
+    assert body["amounts"] == {"tickets": 2, "involved": 98500.0, "resolved_tickets": 1, "recovered": 12000.0}
+    assert body["previous_amounts"] == {"tickets": 0, "involved": 0, "resolved_tickets": 0, "recovered": 0}
 
 
 async def test_filters_combine(published, reports):
@@ -224,7 +238,9 @@ async def test_filters_combine(published, reports):
     assert figures(laobao) == {
         "response_rate": 1.0, "closure_rate": 1.0, "on_time_closure_rate": 1.0, "resolution_rate": 1.0,
         "satisfaction_rate": 0.8, "overdue_rate": 0.0, "return_rate": 0.0, "recurrence_rate": 1.0,
-        "median_handling_hours": 16.0, "p90_handling_hours": 16.0}
+        "median_handling_hours": 11.5, "p90_handling_hours": 15.1}  # T6 in 7 h, T3 in 16 h
+    wages = await reports.summary(WEEK, ReportFilter(source=SOURCE, category="labor.wage_arrears", area="nantang"))
+    assert wages["amounts"] == {"tickets": 1, "involved": 12000.0, "resolved_tickets": 1, "recovered": 12000.0}
     nothing = await reports.summary(WEEK, ReportFilter(source=f"{SOURCE}.other"))
     assert figures(nothing)["response_rate"] is None and nothing["counts"]["created"] == 0
 
@@ -237,13 +253,13 @@ async def test_rankings_between_peers(published, reports):
     villages = await reports.rankings("unit", WEEK, ONLY, kind="village", rank_by="response_rate")
     assert [item["key"] for item in villages["items"]] == ["xixi", "nantang"]
     areas = await reports.rankings("area", WEEK, ONLY, rank_by="closure_rate")
-    assert [(item["key"], item["value"]) for item in areas["items"]] == [("xixi", 1.0), ("nantang", 0.5)]
+    assert [(item["key"], item["value"]) for item in areas["items"]] == [("xixi", 1.0), ("nantang", 0.6667)]
     categories = await reports.rankings("category", WEEK, ONLY, rank_by="response_rate")
     assert [(item["key"], item["name"], item["value"]) for item in categories["items"]] == [
         ("labor", "劳资纠纷", 1.0), ("environment", "生态环保", 0.6667), ("petition", "信访维稳", 0.0)]
     slowest = await reports.rankings("unit", WEEK, ONLY, rank_by="median_handling_hours")
     assert [(item["key"], item["value"]) for item in slowest["items"]] == [
-        ("xixi", 10.0), ("laobao", 16.0), ("nantang", 33.0)]
+        ("xixi", 10.0), ("laobao", 11.5), ("nantang", 33.0)]
 
 
 async def test_trend_overdue_and_recurring(published, reports):
@@ -251,7 +267,7 @@ async def test_trend_overdue_and_recurring(published, reports):
     assert [(point["since"], point["counts"]["created"]) for point in trend["points"]] == [
         ("2026-11-02", 2), ("2026-11-03", 1), ("2026-11-04", 1)]
     weekly = await reports.trend("week", 2, date(2026, 11, 4), ONLY)
-    assert [point["figures"]["response_rate"] for point in weekly["points"]] == [1.0, 0.6]
+    assert [point["figures"]["response_rate"] for point in weekly["points"]] == [1.0, 0.6667]
     overdue = await reports.overdue(ONLY)
     assert [(item["ticket_id"], item["overdue_hours"], item["state_name"]) for item in overdue["items"]] == [
         (BY_LABEL["T0"].id, 231.5, "办理中"), (BY_LABEL["T4"].id, 63.5, "办理中")]
