@@ -14,7 +14,7 @@ from civicbus.events import TicketEvent
 from services.triage.overdue import OverdueSweeper
 from services.triage.store import TicketStore
 
-from .conftest import eventually, read_topic
+from .conftest import eventually, local_day, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -242,9 +242,10 @@ async def test_upstream_systems_may_send_commands_straight_to_kafka(http, servic
 
 
 async def test_the_figures_follow_the_loop(http, services, mongo, keys):
-    ticket = await _new_ticket(http, services, mongo, "包工头拖欠装修工人工资")
-    assert ticket["lead_unit"] == "laobao"
-    for path, who, body in [("sign-for", "laobao", {}), ("resolve", "laobao", {"result": "已结清"}),
+    ticket = await _new_ticket(http, services, mongo, "包工头拖欠装修工人工资", amount=45000)
+    assert ticket["lead_unit"] == "laobao" and ticket["amount_involved"] == 45000
+    for path, who, body in [("sign-for", "laobao", {}),
+                            ("resolve", "laobao", {"result": "已结清", "amount_recovered": 45000}),
                             ("callback", "dispatcher", {"resolved": True, "satisfaction": "basically_satisfied"})]:
         assert (await _command(http, services, ticket["ticket_id"], path, keys[who], body)).status_code == 200
     reporting = services["reporting"].base_url
@@ -264,4 +265,9 @@ async def test_the_figures_follow_the_loop(http, services, mongo, keys):
     assert all(item["key"] in {"scjg", "laobao", "sifa", "paichusuo", "xiaofang"} for item in body["items"]), \
         "kind=station ranks stations against stations"
     assert body["items"][0]["rank"] == 1 and body["rank_by"] == "response_rate"
+    today = datetime.fromisoformat(local_day(datetime.now(UTC))).date()
+    around_today = {"period": "custom", "since": str(today - timedelta(days=1)), "until": str(today)}
+    wages = (await http.get(f"{reporting}/v1/summary", params={**around_today, "category": "labor.wage_arrears",
+                                                               "unit": "laobao"})).json()
+    assert wages["amounts"]["involved"] >= 45000 and wages["amounts"]["recovered"] >= 45000, "欠薪 amounts counted"
     assert [item["value"] for item in body["items"]] == sorted((item["value"] for item in body["items"]), reverse=True)
