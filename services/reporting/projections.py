@@ -1,12 +1,14 @@
 """Read models (读模型), kept current idempotently from ``civic.tickets`` and ``civic.notifications``.
 
-``ticket_views``: each ticket as it is now, with its timeline and its notifications. ``report_counters``: a cube of
-counts, one document per day × unit credited × area × category × source, holding counts as sets of event tokens.
-``handling_times``: per ticket, when it was first routed and last resolved (for handling times in working hours). Every write is
-idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry and its
-counter tokens, ``$min``/``$max`` of moments; see civicbus.mongo), so a replayed event changes nothing and no figure is counted twice.
-"""
+- ``ticket_views``: each ticket as it is now, with its timeline and its notifications.
+- ``report_counters``: a cube of counts, one document per day × unit credited × area × category × source, holding
+  counts as sets of event tokens.
+- ``handling_times``: per ticket, when it was first routed and last resolved (handling times in working hours).
 
+Every write is idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry
+and its counter tokens, ``$min``/``$max`` of moments; see civicbus.mongo), so a replayed event changes nothing and
+no figure is counted twice.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, NotificationResult, Satisfaction, Ticket, TicketEvent, TicketState
@@ -152,7 +155,8 @@ class Projections:
         return await self._apply_rounds(self._views, updates)
 
     @staticmethod
-    async def _apply_rounds(collection: Any, updates: dict[str, list[dict[str, Any]]]) -> int:
+    async def _apply_rounds(collection: AsyncCollection, updates: dict[str, list[dict[str, Any]]]) -> int:
+        """Apply each document's updates (idempotent); returns how many documents changed."""
         changed = 0
         # One round per position, so one ticket's updates of one batch apply in their Kafka order.
         for position in range(max((len(items) for items in updates.values()), default=0)):
