@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from civicbus.auth import Principal, Role, require_roles
+from civicbus.topics import TICKETS
 
 from .report import Granularity, PeriodError, PeriodKind, Period, ReportFilter, Reports, Scope
 
@@ -165,7 +166,18 @@ async def recurring(request: Request, principal: Reader, period: PeriodParam, wh
     return await _reports(request).recurring(period, where, _viewer(principal))
 
 
-@router.get("/tickets/{ticket_id}", summary="A ticket with its timeline and notifications (工单详情)")
+_TICKET_EVENT = TICKETS.examples[0]
+_TICKET = {**_TICKET_EVENT.ticket.model_dump(mode="json"), "updated_at": _TICKET_EVENT.occurred_at.isoformat()}
+_TIMELINE_ENTRY = {"event_id": _TICKET_EVENT.event_id, "kind": str(_TICKET_EVENT.kind),
+                   "state": str(_TICKET_EVENT.ticket.state), "at": _TICKET_EVENT.occurred_at.isoformat(),
+                   "actor": _TICKET_EVENT.actor, "note": _TICKET_EVENT.note, "command_id": "", "refusal_code": ""}
+
+
+@router.get("/tickets/{ticket_id}", summary="A ticket with its timeline and notifications (工单详情)",
+            responses=_example({**_TICKET, "timeline": [_TIMELINE_ENTRY], "notifications": [
+                {"event_id": "b7e0c1d2-0000-4000-8000-000000000001", "recipient": _TICKET["lead_unit"],
+                 "channel": "webhook", "status": "delivered", "attempts": 1, "error": "",
+                 "at": _TICKET_EVENT.occurred_at.isoformat()}]}))
 async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """404 also for a unit key asking for a ticket it neither leads nor assists."""
     ticket = await _reports(request).ticket(ticket_id, _viewer(principal))
@@ -174,7 +186,8 @@ async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dic
     return ticket
 
 
-@router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)")
+@router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)",
+            responses=_example({"total": 1, "skip": 0, "limit": 50, "items": [_TICKET]}))
 async def list_tickets(
     request: Request,
     principal: Reader,
