@@ -14,12 +14,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from civicbus.auth import Principal, Role, require_roles
+from civicbus.district import UnitKind
 from civicbus.topics import TICKETS
 
-from .report import Granularity, PeriodError, PeriodKind, Period, ReportFilter, Reports, Scope
+from .report import Granularity, ReportError, PeriodKind, Period, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
-Reader = Annotated[Principal, Depends(require_roles(Role.leader, Role.admin, Role.auditor, Role.unit))]
+_reading_roles = require_roles(Role.leader, Role.admin, Role.auditor, Role.unit)
+
+
+async def _reader(principal: Annotated[Principal, Depends(_reading_roles)]) -> Principal:
+    if principal.role is Role.unit and not principal.unit:
+        # Without its unit, a unit key's limits could not be applied: it would see everything.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="单位密钥未绑定单位 (this unit key names no unit)")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(_reader)]
 
 
 def _reports(request: Request) -> Reports:
@@ -39,7 +50,7 @@ def _period(
 ) -> Period:
     try:
         return _reports(request).period(period, at, since, until)
-    except PeriodError as error:
+    except ReportError as error:
         raise _bad_request(error) from error
 
 
@@ -108,8 +119,8 @@ async def rankings(
     principal: Reader,
     period: PeriodParam,
     where: FilterParam,
-    kind: Annotated[str, Query(description="department | station | village | community: rank peers against "
-                                           "peers (scope unit or area)")] = "",
+    kind: Annotated[UnitKind | None, Query(description="department | station | village | community: rank peers "
+                                                       "against peers (scope unit or area)")] = None,
     rank_by: Annotated[str, Query(description="a figure code, e.g. satisfaction_rate")] = "response_rate",
 ) -> dict[str, Any]:
     """Best first; peers without a value are left out. A unit key sees only its own row (with its rank)."""
@@ -119,8 +130,8 @@ async def rankings(
     peers_filter = ReportFilter(area=where.area, category=where.category, source=where.source) \
         if own and scope in ("unit", "area") else where
     try:
-        body = await reports.rankings(scope, period, peers_filter, kind, rank_by)
-    except PeriodError as error:
+        body = await reports.rankings(scope, period, peers_filter, str(kind or ""), rank_by)
+    except ReportError as error:
         raise _bad_request(error) from error
     if own and scope in ("unit", "area"):
         body["items"] = [item for item in body["items"] if item["key"] == own]
@@ -205,7 +216,7 @@ async def list_tickets(
     reports = _reports(request)
     try:
         created_in = reports.period(period, at, since, until) if period else None
-    except PeriodError as error:
+    except ReportError as error:
         raise _bad_request(error) from error
     viewer = _viewer(principal)
     if viewer:  # its own tickets, led or assisted: the forced unit filter would hide the assisted ones

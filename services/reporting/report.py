@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -32,8 +32,9 @@ Granularity = Literal["day", "week", "month"]
 Scope = Literal["unit", "area", "category"]
 
 
-class PeriodError(ValueError):
-    """A period that cannot be understood; the message is for the caller (Chinese, with the English beside)."""
+class ReportError(ValueError):
+    """A period, figure or granularity that cannot be understood; the message is for the caller (Chinese, with
+    the English beside)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Period:
         if kind == "quarter":
             first = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
             return cls(kind, first, _months_later(first, 3) - timedelta(days=1))
-        raise PeriodError(f"custom 周期须给出起止日期 (a custom period needs since and until), not {kind!r}")
+        raise ReportError(f"custom 周期须给出起止日期 (a custom period needs since and until), not {kind!r}")
 
     @classmethod
     def parse(cls, kind: PeriodKind = "week", at: date | None = None, since: date | None = None,
@@ -65,14 +66,14 @@ class Period:
         """The period of ``kind`` holding ``at`` (default today), or for ``custom`` the days since..until."""
         if kind == "custom":
             if since is None or until is None:
-                raise PeriodError("自定义周期须给出 since 和 until (a custom period needs since and until)")
+                raise ReportError("自定义周期须给出 since 和 until (a custom period needs since and until)")
             if since > until:
-                raise PeriodError(f"起始日期 {since} 晚于结束日期 {until} (since is after until)")
+                raise ReportError(f"起始日期 {since} 晚于结束日期 {until} (since is after until)")
             if (until - since).days > 3 * 366:
-                raise PeriodError("自定义周期最长三年 (a custom period spans at most three years)")
+                raise ReportError("自定义周期最长三年 (a custom period spans at most three years)")
             return cls("custom", since, until)
         if kind not in ("day", "week", "month", "quarter"):
-            raise PeriodError(f"未知周期 {kind!r} (unknown period); known: day, week, month, quarter, custom")
+            raise ReportError(f"未知周期 {kind!r} (unknown period); known: day, week, month, quarter, custom")
         return cls.containing(kind, at or today or date.today())
 
     @property
@@ -162,7 +163,7 @@ class Reports:
     REPORTING-CONTRACT.md / the API's OpenAPI)."""
 
     def __init__(self, db: AsyncDatabase, district: District, config: ReportingFile,
-                 now: Callable[[], datetime] = lambda: datetime.now(ZoneInfo("Asia/Shanghai"))) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
         self._handling = db[HANDLING]
@@ -295,7 +296,7 @@ class Reports:
         """Peers ranked best first by one figure: units (of one ``kind``), villages/communities, or root
         categories; within the other filters."""
         if rank_by not in self.book.by_code:
-            raise PeriodError(f"未知指标 {rank_by} (unknown figure); known: {', '.join(self.book.by_code)}")
+            raise ReportError(f"未知指标 {rank_by} (unknown figure); known: {', '.join(self.book.by_code)}")
         figure = self.book.by_code[rank_by]
         cells = await self._cells(period.since, period.until)
         handled = await self._handled(period.since, period.until)
@@ -342,7 +343,7 @@ class Reports:
                     where: ReportFilter = ReportFilter()) -> dict[str, Any]:
         """``points`` consecutive periods of ``granularity``, oldest first, the last one holding ``at``."""
         if granularity not in ("day", "week", "month"):
-            raise PeriodError(f"未知粒度 {granularity!r} (unknown granularity); known: day, week, month")
+            raise ReportError(f"未知粒度 {granularity!r} (unknown granularity); known: day, week, month")
         periods = [Period.containing(granularity, at or self.today())]
         while len(periods) < points:
             periods.append(periods[-1].previous())

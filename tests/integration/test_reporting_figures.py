@@ -284,7 +284,7 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         return {"X-API-Key": await create_key(mongo, f"handcheck {role} {unit}", role, unit)}
 
     nantang, xixi = await key(Role.unit, "nantang"), await key(Role.unit, "xixi")
-    auditor, system = await key(Role.auditor), await key(Role.system)
+    auditor, system, nowhere = await key(Role.auditor), await key(Role.system), await key(Role.unit)
     week = {"period": "week", "at": "2026-11-04", "source": SOURCE}
     async with httpx.AsyncClient(base_url=base, timeout=15) as client:
         assert (await client.get(f"/v1/tickets/{BY_LABEL['T3'].id}", headers=nantang)).status_code == 404
@@ -304,6 +304,7 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
             "ticket_id"] == BY_LABEL["T0"].id
         assert (await client.get("/v1/summary", params=week, headers=auditor)).status_code == 200
         assert (await client.get("/v1/summary", params=week, headers=system)).status_code == 403
+        assert (await client.get("/v1/tickets", headers=nowhere)).status_code == 403, "a unit key without its unit"
         openapi = (await client.get("/openapi.json")).json()
         assert "example" in openapi["paths"]["/v1/summary"]["get"]["responses"]["200"]["content"]["application/json"]
 
