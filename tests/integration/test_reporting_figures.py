@@ -294,6 +294,9 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
             "ticket.routed", "ticket.returned", "ticket.acknowledged"]
         listing = (await client.get("/v1/tickets", params={"source": SOURCE}, headers=nantang)).json()
         assert {item["ticket_id"] for item in listing["items"]} == {BY_LABEL["T2"].id, BY_LABEL["T4"].id}
+        assisted = (await client.get("/v1/tickets", params={"source": SOURCE, "category": "labor"},
+                                     headers=xixi)).json()
+        assert [item["ticket_id"] for item in assisted["items"]] == [BY_LABEL["T3"].id], "led by 劳动保障所, assisted"
         refused = await client.get("/v1/summary", params={**week, "unit": "xixi"}, headers=nantang)
         assert refused.status_code == 403 and "其他单位" in refused.json()["detail"]
         mine = (await client.get("/v1/summary", params=week, headers=nantang)).json()
