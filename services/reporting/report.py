@@ -25,7 +25,7 @@ from civicbus.workcalendar import WorkingCalendar
 
 from .config import ReportingFile
 from .figures import COUNT_FIELDS, FigureBook, ranking, with_derived
-from .projections import COUNTERS, HANDLING, TICKET_VIEWS
+from .projections import COUNTERS, TICKET_FACTS, TICKET_VIEWS
 
 PeriodKind = Literal["day", "week", "month", "quarter", "custom"]
 Granularity = Literal["day", "week", "month"]
@@ -166,7 +166,7 @@ class Reports:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
-        self._handling = db[HANDLING]
+        self._facts = db[TICKET_FACTS]
         self.book = FigureBook(config.satisfaction_weights)
         self._now = now
         self.use_district(district)
@@ -201,7 +201,7 @@ class Reports:
         start, end = Period("custom", since, until).bounds(self.zone)
         query = {"resolved_at": {"$gte": start, "$lt": end}, "routed_at": {"$exists": True}}
         handled = []
-        async for document in self._handling.find(query):
+        async for document in self._facts.find(query):
             duration = self.calendar.working_time_between(document["routed_at"], document["resolved_at"])
             handled.append({**document, "day": _day(document["resolved_at"], self.zone).isoformat(),
                             "hours": duration.total_seconds() / 3600})
@@ -267,25 +267,23 @@ class Reports:
     async def amounts(self, since: date, until: date,
                       where: ReportFilter) -> Callable[[Period], dict[str, float | int]]:
         """Amounts (涉及金额/追回金额, yuan; e.g. unpaid wages 欠薪 with category=labor.wage_arrears) of the tickets
-        that carry one: involved by the day the ticket was created, recovered by the day it was resolved. Read from
-        the ticket views (the ticket's amounts are its current ones, so a ticket resolved twice counts once, and one
-        sent back after an unsatisfied callback is not resolved).
-        Returns a function giving the totals of any period within since..until."""
+        that carry one, from the small ticket_facts documents: involved by the day the ticket was created,
+        recovered by the day it was resolved (its current resolution: a ticket resolved twice counts once, one sent
+        back after an unsatisfied callback or reopened is not resolved). ``unit`` is the lead unit. Returns a
+        function giving the totals of any period within since..until."""
         start, end = Period("custom", since, until).bounds(self.zone)
-        query = self._ticket_query(where)
-        query["$and"].append({"amount_involved": {"$gt": 0}})
-        query["$and"].append({"$or": [{"created_at": {"$gte": start, "$lt": end}},
-                                      {"resolved_at": {"$gte": start, "$lt": end}}]})
-        found = [view async for view in self._views.find(query, projection={
-            "created_at": 1, "resolved_at": 1, "amount_involved": 1, "amount_recovered": 1})]
+        query = {"amount_involved": {"$gt": 0}, "$or": [{"created_at": {"$gte": start, "$lt": end}},
+                                                        {"now_resolved_at": {"$gte": start, "$lt": end}}]}
+        found = [fact async for fact in self._facts.find(query)
+                 if where.matches({**fact, "unit": fact.get("lead_unit", "")})]
 
         def totals(period: Period) -> dict[str, float | int]:
             first, last = period.bounds(self.zone)
-            created = [view for view in found if first <= view["created_at"] < last]
-            resolved = [view for view in found
-                        if view.get("resolved_at") is not None and first <= view["resolved_at"] < last]
-            involved = sum(view["amount_involved"] for view in created)
-            recovered = sum(view.get("amount_recovered") or 0 for view in resolved)
+            created = [fact for fact in found if first <= fact["created_at"] < last]
+            resolved = [fact for fact in found
+                        if fact.get("now_resolved_at") is not None and first <= fact["now_resolved_at"] < last]
+            involved = sum(fact["amount_involved"] for fact in created)
+            recovered = sum(fact.get("amount_recovered") or 0 for fact in resolved)
             return {"tickets": len(created), "involved": round(involved, 2), "resolved_tickets": len(resolved),
                     "recovered": round(recovered, 2)}
 
