@@ -681,6 +681,12 @@ def _validate(model: type[ModelT], path: Path, data: Any) -> ModelT:
     return parsed
 
 
+def load_config_file(model: type[ModelT], path: Path) -> ModelT:
+    """Read, expand and validate one versioned configuration file — the way every service loads its own files, so
+    every error names the file, the entry and the problem alike."""
+    return _validate(model, path, _read(path))
+
+
 def _fail(path: Path, entry: str, problem: str) -> DistrictConfigError:
     return DistrictConfigError(f"{path}: {entry}: {problem}")
 
@@ -689,7 +695,7 @@ def load_district(folder: str | Path) -> District:
     """Read and cross-check every file of a configuration folder."""
     folder = Path(folder).resolve()
     district_path = folder / "district.yaml"
-    district = _validate(DistrictFile, district_path, _read(district_path))
+    district = load_config_file(DistrictFile, district_path)
 
     leaders: dict[str, Leader] = {}
     for index, leader in enumerate(district.leaders):
@@ -711,7 +717,7 @@ def load_district(folder: str | Path) -> District:
     areas = _load_areas(areas_path, units)
 
     categories_path = folder / "categories.yaml"
-    categories = _validate(CategoriesFile, categories_path, _read(categories_path))
+    categories = load_config_file(CategoriesFile, categories_path)
     seen_codes: set[str] = set()
     for category in _walk(categories.categories):
         if category.code in seen_codes:
@@ -719,14 +725,14 @@ def load_district(folder: str | Path) -> District:
         seen_codes.add(category.code)
 
     deadlines_path = folder / "deadlines.yaml"
-    deadlines = _validate(DeadlinesFile, deadlines_path, _read(deadlines_path))
+    deadlines = load_config_file(DeadlinesFile, deadlines_path)
 
     routing_path = folder / "routing.yaml"
-    routing = _validate(RoutingFile, routing_path, _read(routing_path))
+    routing = load_config_file(RoutingFile, routing_path)
     _check_route(routing_path, routing.route, "route", units, leaders, deadlines)
 
     notify_path = folder / "notify.yaml"
-    notify = (_validate(NotifyFile, notify_path, _read(notify_path)) if notify_path.is_file()
+    notify = (load_config_file(NotifyFile, notify_path) if notify_path.is_file()
               else NotifyFile(version=SUPPORTED_VERSION))
     _check_notify(notify_path, notify, district, seen_codes)
 

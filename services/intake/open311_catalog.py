@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from civicbus.district import Category, District, DistrictConfigError, _read, _validate
+from civicbus.district import Category, District, DistrictConfigError, load_config_file
 
 OPEN311_FILE = "open311.yaml"
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
@@ -104,7 +104,7 @@ def load_catalog(folder: Path, district: District) -> Catalog | None:
     path = folder / OPEN311_FILE
     if not path.is_file():
         return None
-    settings = _validate(Open311File, path, _read(path))
+    settings = load_config_file(Open311File, path)
     known = district.category_by_code
     for index, code in enumerate(settings.hidden):
         if code not in known:

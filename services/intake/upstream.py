@@ -20,7 +20,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from civicbus.district import District, DistrictConfigError, _read, _validate
+from civicbus.district import District, DistrictConfigError, load_config_file
 from civicbus.events import ComplaintSubmission
 
 UPSTREAM_FOLDER = "upstream"
@@ -192,7 +192,7 @@ def load_mappings(folder: Path, district: District) -> dict[str, Mapping]:
         return mappings
     known_codes = {code for category, _ in district.iter_categories() for code in category.upstream_codes}
     for path in sorted(upstream.glob("*.yaml")):
-        spec = _validate(MappingFile, path, _read(path))
+        spec = load_config_file(MappingFile, path)
         if spec.platform in mappings:
             raise DistrictConfigError(f"{path}: platform: {spec.platform!r} is already mapped by another file")
         category_rule = spec.fields.get("upstream_category")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from civicbus.district import Strict, _read, _validate
+from civicbus.district import Strict, load_config_file
 from civicbus.logs import get_logger
 
 log = get_logger(__name__)
@@ -34,4 +34,4 @@ def load_reporting_config(folder: Path) -> ReportingFile:
     if not path.is_file():
         log.info("no reporting.yaml; using the default figure definitions", folder=str(folder))
         return ReportingFile(version=1)
-    return _validate(ReportingFile, path, _read(path))
+    return load_config_file(ReportingFile, path)
