@@ -216,7 +216,6 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
     """Validate a configuration folder and summarise it."""
     from civicbus.district import DistrictConfigError, UnitKind, load_district
     from civicbus.settings import ServiceSettings
-
     from services.reporting.config import load_reporting_config
 
     try:
@@ -288,7 +287,7 @@ def routes_test(
                   + (f", keywords {'、'.join(evidence.keywords)}" if evidence.keywords else ""))
     console.print(f"[bold]属地 area[/]      {decision.located.area.name if decision.located.area else '—'} — "
                   f"{decision.located.evidence.method}: {decision.located.evidence.detail}")
-    console.print(f"[bold]labels[/]         " + ", ".join(f'{key}="{value}"' for key, value in decision.labels.items()))
+    console.print("[bold]labels[/]         " + ", ".join(f'{key}="{value}"' for key, value in decision.labels.items()))
     zone = ZoneInfo(district.timezone)
     for ticket in decision.tickets:
         units = lambda ids: "、".join(district.units[unit].name for unit in ids) or "—"  # noqa: E731

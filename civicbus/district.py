@@ -58,6 +58,17 @@ class Strict(BaseModel):
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=64)]
 
 
+def _known_zone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {zone!r}") from error
+    return zone
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]  # an IANA name, e.g. Asia/Shanghai
+
+
 class UnitKind(StrEnum):
     department = "department"  # 科室
     village = "village"  # 村
@@ -169,17 +180,8 @@ class DistrictFile(Strict):
     version: int
     name: str
     code: str = Field(default="CB", pattern=r"^[A-Z]{1,6}$", description="prefix of work-order numbers (工单号)")
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     dispatcher: Identifier = Field(description="the unit that dispatches by hand what no rule places (人工派单)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, zone: str) -> str:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {zone!r}") from error
-        return zone
     leaders: list[Leader]
     units: list[Unit]
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from civicbus.district import District, DistrictConfigError, load_config_file
+from civicbus.district import District, DistrictConfigError, TimeZoneName, load_config_file
 from civicbus.events import ComplaintSubmission
 
 UPSTREAM_FOLDER = "upstream"
@@ -76,19 +76,10 @@ class MappingFile(_Strict):
     platform: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
     name: str = Field(min_length=1, description="the platform's name, for people")
     source: str = Field(min_length=1, max_length=200, description="the source of the events made from its orders")
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     fields: dict[TargetField, FieldRule]
     labels: dict[str, FieldRule] = Field(default={}, description="further fields kept as labels (routing matchers)")
     value_maps: dict[str, ValueMap] = {}
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, zone: str) -> str:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {zone!r}") from error
-        return zone
 
     @model_validator(mode="after")
     def _consistent(self) -> MappingFile:

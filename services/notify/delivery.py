@@ -28,11 +28,12 @@ from civicbus.district import Channel, District
 from civicbus.events import EventKind, NotificationResult, derived_event_id
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
+from civicbus.scheduling import minute_id
 from civicbus.settings import NotifySettings
 
 from .channels import ChannelAdapter, DeliveryError, SendContext, channel_id
 from .messages import Message, MessageRenderer
-from .schedule import RateLimiter, minute_id, quiet_until
+from .schedule import RateLimiter, quiet_until
 
 NOTIFICATIONS_COLLECTION = "notifications"
 DIGESTS = "notify_digests"

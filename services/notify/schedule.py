@@ -10,21 +10,6 @@ from zoneinfo import ZoneInfo
 from civicbus.district import EscalationPolicy, QuietHours
 
 
-def minute_id(moment: datetime) -> str:
-    """The ``_id`` of a minute bucket, e.g. ``202611251030`` (UTC)."""
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
-
-
-def minutes_between(start: datetime, end: datetime) -> list[str]:
-    """Every minute bucket from ``start``'s minute to ``end``'s, both included."""
-    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
-    ids = []
-    while moment <= end:
-        ids.append(minute_id(moment))
-        moment += timedelta(minutes=1)
-    return ids
-
-
 def reminder_times(start: datetime, due: datetime, fractions: list[float]) -> list[tuple[float, datetime]]:
     """When ``fraction`` of the time from ``start`` (the deadline was set) to ``due`` has passed."""
     span = due - start

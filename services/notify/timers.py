@@ -26,12 +26,13 @@ from civicbus.events import OPEN_STATES, EventKind, ResponseLevel, Ticket, Ticke
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import find_by_ids, upsert_by_id
+from civicbus.scheduling import minute_id, minutes_between, run_periodically
 from civicbus.topics import NOTIFICATIONS
 
 from .delivery import TIMERS, Delivery, DeliveryPipeline
 from .messages import MessageRenderer
 from .recipients import PENDING_STATES, channels_of, escalation_recipients, is_urgent
-from .schedule import escalation_steps, minute_id, minutes_between, overdue_text, reminder_times
+from .schedule import escalation_steps, overdue_text, reminder_times
 
 log = get_logger(__name__)
 TICKETS = "notify_tickets"
@@ -220,11 +221,4 @@ class Timers:
         return day, planned
 
     async def run(self, interval: float) -> None:
-        while True:
-            try:
-                sent = await self.tick()
-                if sent:
-                    log.info("timed notifications sent", count=sent)
-            except Exception as error:  # MongoDB or Kafka briefly away: the next tick looks back far enough
-                log.warning("notify timer tick failed", error=str(error))
-            await asyncio.sleep(interval)
+        await run_periodically(self.tick, interval, "notify timers (messages sent)")

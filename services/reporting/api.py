@@ -17,7 +17,7 @@ from civicbus.auth import Principal, Role, require_roles
 from civicbus.district import UnitKind
 from civicbus.topics import TICKETS
 
-from .report import Granularity, ReportError, PeriodKind, Period, ReportFilter, Reports, Scope
+from .report import Granularity, Period, PeriodKind, ReportError, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
 _reading_roles = require_roles(Role.leader, Role.admin, Role.auditor, Role.unit)

@@ -10,9 +10,9 @@ from civicbus.settings import ReportingSettings
 from civicbus.topics import NOTIFICATIONS, TICKETS
 
 from .api import router
+from .config import load_reporting_config
 from .handler import notification_results_handler, ticket_events_handler
 from .projections import Projections
-from .config import load_reporting_config
 from .report import Reports
 
 

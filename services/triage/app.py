@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from civicbus.kafka import subscribe_batch
 from civicbus.district import District
+from civicbus.kafka import subscribe_batch
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
 from civicbus.topics import COMMANDS, EVENTS

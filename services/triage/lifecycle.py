@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from civicbus.district import District
-from civicbus.refusals import REFUSAL_TEXTS, RefusalCode
 from civicbus.events import (
+    STATE_NAMES,
     Action,
     Callback,
     EventKind,
     Extension,
-    STATE_NAMES,
     Satisfaction,
     Ticket,
     TicketCommand,
     TicketState,
 )
+from civicbus.refusals import REFUSAL_TEXTS, RefusalCode
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ the two) is sent again by a later sweep under the same command id, which the com
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from civicbus.events import Action, Actor, EventKind, Ticket, TicketCommand, der
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
+from civicbus.scheduling import minute_id, minutes_between, run_periodically
 from civicbus.topics import COMMANDS
 
 from .lifecycle import PENDING_STATES
@@ -35,19 +35,6 @@ SWEEP_STATE = "settings"
 SWEEP_STATE_ID = "overdue_sweep"
 OVERLAP = timedelta(minutes=5)  # each sweep looks back this far: late writes and unpublished claims are caught
 FIRST_LOOK_BACK = timedelta(days=1)
-
-
-def minute_id(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
-
-
-def _minutes(start: datetime, end: datetime) -> list[str]:
-    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
-    ids = []
-    while moment <= end:
-        ids.append(minute_id(moment))
-        moment += timedelta(minutes=1)
-    return ids
 
 
 async def file_deadlines(db: AsyncDatabase, tickets: Iterable[Ticket]) -> None:
@@ -76,7 +63,7 @@ class OverdueSweeper:
         now = now or self._clock()
         state = await self._db[SWEEP_STATE].find_one({"_id": SWEEP_STATE_ID}) or {}
         since = state.get("swept_until", now - FIRST_LOOK_BACK) - OVERLAP
-        buckets = await find_by_ids(self._db[BUCKETS], _minutes(since, now))
+        buckets = await find_by_ids(self._db[BUCKETS], minutes_between(since, now))
         candidates = {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
         tickets = await self._store.get_many({entry.split("|", 1)[0] for entry in candidates})
         due: dict[str, tuple[Ticket, str, datetime]] = {}
@@ -117,11 +104,4 @@ class OverdueSweeper:
         )
 
     async def run(self, _: Any = None) -> None:
-        while True:
-            try:
-                published = await self.sweep()
-                if published:
-                    log.info("overdue tickets published", count=published)
-            except Exception as error:  # MongoDB or Kafka briefly away: the next sweep looks back far enough
-                log.warning("overdue sweep failed", error=str(error))
-            await asyncio.sleep(self._interval)
+        await run_periodically(self.sweep, self._interval, "overdue sweep (tickets published)")

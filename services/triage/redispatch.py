@@ -7,8 +7,8 @@ from datetime import datetime
 
 from civicbus.events import ResponseLevel, RoutingExplanation, Ticket, TicketState
 
-from .decide import TriageEngine
 from .deadlines import compute_deadlines
+from .decide import TriageEngine
 
 
 def with_new_deadlines(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:

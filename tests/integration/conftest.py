@@ -28,7 +28,7 @@ from civicbus import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
 from civicbus.service import build_service
-from civicbus.settings import HttpSettings, SETTINGS_BY_SERVICE, ServiceSettings
+from civicbus.settings import SETTINGS_BY_SERVICE, HttpSettings, ServiceSettings
 from civicbus.webhook_sink import WebhookSink
 
 pytestmark = pytest.mark.integration

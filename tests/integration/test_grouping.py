@@ -9,7 +9,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from civicbus.events import Alarm, AlarmRaised, Location
-
 from civicbus.mongo import counter_value
 
 from .conftest import eventually, local_day

@@ -24,8 +24,8 @@ from civicbus.webhook_sink import WebhookSink
 from services.notify.messages import MessageRenderer
 
 from .conftest import Stack, eventually, read_topic
-from .test_delivery_guarantees import consumed
 from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config
+from .test_delivery_guarantees import consumed
 
 pytestmark = pytest.mark.integration
 

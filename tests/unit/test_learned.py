@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from civicbus.district import District, DistrictConfigError
-from civicbus.events import ComplaintReceived, Complaint
+from civicbus.events import Complaint, ComplaintReceived
 from services.triage.classify import Classifier
 from services.triage.decide import TriageEngine
 from services.triage.learned import (

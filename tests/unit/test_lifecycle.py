@@ -19,8 +19,8 @@ from civicbus.events import (
     TicketCommand,
     TicketState,
 )
-from services.triage.decide import TriageEngine
 from civicbus.refusals import RefusalCode
+from services.triage.decide import TriageEngine
 from services.triage.lifecycle import Applied, Refused, apply
 
 NOW = datetime(2026, 11, 23, 2, tzinfo=UTC)  # Monday 10:00 in Shanghai

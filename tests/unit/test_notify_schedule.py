@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from civicbus.district import Escalation, EscalationPolicy, QuietHours, load_district
+from civicbus.scheduling import minutes_between
 from services.notify.schedule import (
     RateLimiter,
     escalation_steps,
-    minutes_between,
     overdue_text,
     quiet_until,
     reminder_times,
