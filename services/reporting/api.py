@@ -4,6 +4,10 @@ Who sees what (角色): ``leader``, ``admin`` and ``auditor`` (审计, read-only
 a ``unit`` key sees the tickets it leads or assists and the figures credited to its own unit — asking for another
 unit's figures is refused with 403, and another unit's ticket answers 404, as if it did not exist (a unit learns
 nothing about tickets it has no part in). ``system`` keys (upstream systems) may not read reports.
+
+Personal data (个人信息最小化): the caller's phone number is there for the 回访 callback, so only those who call back
+see it whole — ``admin`` keys and the unit keys of the lead unit and of the dispatcher (综治中心). Everyone else,
+leaders and auditors included, reads phone and ID numbers masked, in every field of the ticket and its timeline.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from civicbus.auth import Principal, Role, require_roles
 from civicbus.district import UnitKind
+from civicbus.logs import mask_personal_data
 from civicbus.topics import TICKETS
 
 from .report import Granularity, Period, PeriodKind, ReportError, ReportFilter, Reports, Scope
@@ -76,6 +81,23 @@ FilterParam = Annotated[ReportFilter, Depends(_filter)]
 
 def _viewer(principal: Principal) -> str:
     return principal.unit if principal.role is Role.unit else ""
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_personal_data(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def _for(principal: Principal, ticket: dict[str, Any], dispatcher: str) -> dict[str, Any]:
+    """The ticket as this reader may see it: whole for those who make the callback, personal data masked else."""
+    calls_back = principal.role is Role.admin or (
+        principal.role is Role.unit and principal.unit in (ticket.get("lead_unit"), dispatcher))
+    return ticket if calls_back else _masked(ticket)
 
 
 def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
@@ -194,7 +216,7 @@ async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dic
     ticket = await _reports(request).ticket(ticket_id, _viewer(principal))
     if ticket is None:
         raise HTTPException(404, detail=f"工单 {ticket_id} 不存在 (no such ticket)")
-    return ticket
+    return _for(principal, ticket, request.app.state.runtime.district.dispatcher.id)
 
 
 @router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)",
@@ -221,4 +243,6 @@ async def list_tickets(
     viewer = _viewer(principal)
     if viewer:  # its own tickets, led or assisted: the forced unit filter would hide the assisted ones
         where = ReportFilter(area=where.area, category=where.category, source=where.source)
-    return await reports.tickets(where, created_in, q, state, skip, limit, viewer)
+    found = await reports.tickets(where, created_in, q, state, skip, limit, viewer)
+    dispatcher = request.app.state.runtime.district.dispatcher.id
+    return {**found, "items": [_for(principal, item, dispatcher) for item in found["items"]]}

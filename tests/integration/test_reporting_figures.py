@@ -147,7 +147,8 @@ def scenario() -> list[Story]:
     t6.step(EventKind.ticket_resolved, at(6, 16), state=TicketState.resolved, resolved_at=at(6, 16),
             amount_recovered=12000.0)
 
-    t4 = Story("T4", *straw, "nantang", at(4, 9), sign_for_due=at(4, 17, 30), resolve_due=at(6, 17, 30))
+    t4 = Story("T4", *straw, "nantang", at(4, 9), sign_for_due=at(4, 17, 30), resolve_due=at(6, 17, 30),
+               caller_phone="13800004444")
     t4.step(EventKind.ticket_routed, at(4, 9), lead_unit="xixi")
     t4.step(EventKind.ticket_returned, at(4, 11), lead_unit="nantang", returned_by=["xixi"])
     t4.step(EventKind.ticket_acknowledged, at(4, 14), state=TicketState.acknowledged, acknowledged_at=at(4, 14))
@@ -306,6 +307,11 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         assert (await client.get("/v1/overdue", params={"source": SOURCE}, headers=xixi)).json()["items"][0][
             "ticket_id"] == BY_LABEL["T0"].id
         assert (await client.get("/v1/summary", params=week, headers=auditor)).status_code == 200
+        assert own.json()["caller_phone"] == "13800004444", "the lead unit calls back: it sees the number whole"
+        audited = await client.get(f"/v1/tickets/{BY_LABEL['T4'].id}", headers=auditor)
+        assert audited.json()["caller_phone"] == "138****4444", "an auditor reads personal data masked"
+        audited_list = (await client.get("/v1/tickets", params={"source": SOURCE}, headers=auditor)).json()
+        assert "13800004444" not in str(audited_list) and "138****4444" in str(audited_list)
         assert (await client.get("/v1/summary", params=week, headers=system)).status_code == 403
         assert (await client.get("/v1/tickets", headers=nowhere)).status_code == 403, "a unit key without its unit"
         openapi = (await client.get("/openapi.json")).json()
