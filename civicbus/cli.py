@@ -15,6 +15,7 @@ from rich.table import Table
 
 from civicbus import devstack
 from civicbus.service import SERVICES
+from services.reporting.cli import reporting_app
 from services.triage.learned_cli import classifier_app
 
 app = typer.Typer(help="civicbus — event hub for grassroots governance (基层治理事件中枢).", no_args_is_help=True)
@@ -31,6 +32,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(routes_app, name="routes")
 app.add_typer(level_app, name="response-level")
 app.add_typer(classifier_app, name="classifier")
+app.add_typer(reporting_app, name="reporting")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
 console = Console(width=None if sys.stdout.isatty() else 160)
 

@@ -225,15 +225,18 @@ async def run_demo(console: Console, keep_running: bool) -> int:
 
             await _close_one_loop(console, client, keys, listing["items"], units)
 
-            counts = (await client.get(_url("reporting", "/v1/counts/unit"), headers=headers)).json()
+            ranked = (await client.get(_url("reporting", "/v1/rankings/unit"), params={"period": "day"},
+                                       headers=headers)).json()
             columns = {"routed": "主办", "assisted": "协办", "repeats": "合并重复", "acknowledged": "签收",
                        "resolved": "办结", "satisfied": "满意", "notified": "通知送达", "notify_failed": "通知失败"}
-            figures = Table("单位", *columns.values(), title="单位计数 Counts per unit (reporting)")
-            for item in sorted(counts["items"], key=lambda row: (-row["routed"], row["key"])):
-                figures.add_row(item["name"], *(str(item[name]) for name in columns))
+            figures = Table("排名", "单位", "响应率", *columns.values(), title="单位排名 Units ranked by 响应率 (reporting)")
+            for item in ranked["items"]:
+                figures.add_row(str(item["rank"]), item["name"], f"{item['value']:.0%}",
+                                *(str(item["counts"][name]) for name in columns))
             console.print(figures)
-            district_counts = (await client.get(_url("reporting", "/v1/counts/district"), headers=headers)).json()
-            total = district_counts["items"][0] if district_counts["items"] else {"created": 0, "manual": 0}
+            summary = (await client.get(_url("reporting", "/v1/summary"), params={"period": "day"},
+                                        headers=headers)).json()
+            total = summary["counts"]
             console.print(f"全街道：工单 {total['created']} 件，其中待人工派单 {total['manual']} 件。")
             console.print(f"API 密钥 (demo key): {headers['X-API-Key']}    reporting: {_url('reporting', '/docs')}")
             if keep_running:

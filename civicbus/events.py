@@ -89,6 +89,7 @@ class Complaint(EventContent):
     caller_phone: ShortText = Field(default="", description="personal data: masked in logs and messages")
     upstream_category: ShortText = Field(default="", description="category code sent by the 12345 platform")
     due_at: AwareDatetime | None = Field(default=None, description="deadline set upstream, if any")
+    amount: float | None = Field(default=None, ge=0, description="amount involved, yuan (涉及金额, e.g. unpaid wages)")
 
 
 class Alarm(EventContent):
@@ -332,6 +333,8 @@ class Ticket(Model):
     rework_count: int = Field(default=0, description="重办: sent back after an unsatisfied callback")
     returned_by: list[str] = Field(default=[], description="units that returned it (退单); not routed to again")
     overdue: list[Literal["sign_for", "resolve"]] = Field(default=[], description="deadlines it missed")
+    amount_involved: float | None = Field(default=None, ge=0, description="涉及金额 (yuan), e.g. wages owed (欠薪)")
+    amount_recovered: float | None = Field(default=None, ge=0, description="追回金额 (yuan), reported at 办结")
 
 
 class TicketEvent(Event):
@@ -410,6 +413,7 @@ class TicketCommand(Event):
     satisfaction: Satisfaction | None = None
     unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")
     deadline: Literal["sign_for", "resolve"] | None = Field(default=None, description="for mark_overdue: which")
+    amount_recovered: float | None = Field(default=None, ge=0, description="for resolve: 追回金额 (yuan), if any")
 
     @property
     def partition_key(self) -> str:

@@ -59,6 +59,7 @@ class ExtensionDecisionBody(CommandBody):
 class ResolveBody(CommandBody):
     result: str = Field(min_length=1, max_length=5000, description="办结情况")
     attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20, description="URLs")
+    amount_recovered: float | None = Field(default=None, ge=0, description="追回金额 (yuan), e.g. wages paid (欠薪)")
 
 
 class CallbackBody(CommandBody):
@@ -166,7 +167,7 @@ async def add_note(ticket_id: str, body: CommandBody, request: Request, principa
 async def resolve(ticket_id: str, body: ResolveBody, request: Request, principal: CurrentPrincipal,
                   command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.resolve, principal, command_id, note=body.note,
-                       result=body.result, attachments=body.attachments)
+                       result=body.result, attachments=body.attachments, amount_recovered=body.amount_recovered)
 
 
 @_route("/tickets/{ticket_id}/callback", "Record the citizen's callback (回访)")

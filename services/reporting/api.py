@@ -1,106 +1,200 @@
-"""The leaders' HTTP API (领导查询接口): tickets with their timelines, and counts per unit, area and category."""
+"""The leaders' HTTP API (领导查询接口): figures, rankings, trends, overdue and recurring lists, tickets.
+
+Who sees what (角色): ``leader``, ``admin`` and ``auditor`` (审计, read-only — this API only reads) see everything;
+a ``unit`` key sees the tickets it leads or assists and the figures credited to its own unit — asking for another
+unit's figures is refused with 403, and another unit's ticket answers 404, as if it did not exist (a unit learns
+nothing about tickets it has no part in). ``system`` keys (upstream systems) may not read reports.
+"""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
-from civicbus.auth import CurrentPrincipal
+from civicbus.auth import Principal, Role, require_roles
 
-from .figures import FIGURE_BY_CODE, FIGURES, figures_of, ranking
-from .queries import COUNT_FIELDS, ReportingQueries
+from .report import Granularity, PeriodError, PeriodKind, Period, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
+Reader = Annotated[Principal, Depends(require_roles(Role.leader, Role.admin, Role.auditor, Role.unit))]
 
 
-def _queries(request: Request) -> ReportingQueries:
-    return request.app.state.queries
+def _reports(request: Request) -> Reports:
+    return request.app.state.reports
+
+
+def _bad_request(error: Exception) -> HTTPException:
+    return HTTPException(422, detail=str(error))
+
+
+def _period(
+    request: Request,
+    period: Annotated[PeriodKind, Query(description="day | week (周一至周日) | month | quarter | custom")] = "week",
+    at: Annotated[date | None, Query(description="a day inside the period (Asia/Shanghai); default today")] = None,
+    since: Annotated[date | None, Query(description="custom: first day, inclusive")] = None,
+    until: Annotated[date | None, Query(description="custom: last day, inclusive")] = None,
+) -> Period:
+    try:
+        return _reports(request).period(period, at, since, until)
+    except PeriodError as error:
+        raise _bad_request(error) from error
+
+
+def _filter(
+    principal: Reader,
+    unit: Annotated[str, Query(description="unit id (承办单位): figures credited to it; tickets it leads")] = "",
+    area: Annotated[str, Query(description="village/community unit id (属地村社区)")] = "",
+    category: Annotated[str, Query(description="category code, root or child (e.g. environment, "
+                                               "environment.dust)")] = "",
+    source: Annotated[str, Query(description="event source, or its prefix (12345, iot, iot.smoke, …)")] = "",
+) -> ReportFilter:
+    if principal.role is Role.unit:
+        if unit and unit != principal.unit:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail=f"无权查看其他单位的数据 (a unit key reads only its own unit, {principal.unit})")
+        unit = principal.unit
+    return ReportFilter(unit=unit, area=area, category=category, source=source)
+
+
+PeriodParam = Annotated[Period, Depends(_period)]
+FilterParam = Annotated[ReportFilter, Depends(_filter)]
+
+
+def _viewer(principal: Principal) -> str:
+    return principal.unit if principal.role is Role.unit else ""
+
+
+def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": body}}}}
+
+
+_PERIOD = {"kind": "week", "since": "2026-11-23", "until": "2026-11-29", "label": "2026年第48周"}
+_PREVIOUS = {"kind": "week", "since": "2026-11-16", "until": "2026-11-22", "label": "2026年第47周"}
+_COUNTS = {"created": 12, "routed": 11, "kept": 10, "returned": 1, "acknowledged_in_time": 9, "resolved": 8,
+           "resolved_in_time": 7, "callbacks": 6, "callback_rated": 6, "satisfied": 4, "basically_satisfied": 1,
+           "dissatisfied": 1, "closed": 5, "reopened": 1, "overdue_resolve": 1}
+_FIGURES = {"response_rate": 0.9, "closure_rate": 0.8, "on_time_closure_rate": 0.875, "resolution_rate": 0.8333,
+            "satisfaction_rate": 0.8, "overdue_rate": 0.1, "return_rate": 0.0909, "recurrence_rate": 0.2,
+            "median_handling_hours": 6.5, "p90_handling_hours": 20.1}
+
+
+@router.get("/summary", summary="Figures of a period, with the previous period (考核指标汇总)", responses=_example({
+    "period": _PERIOD, "previous": _PREVIOUS, "filters": {"unit": "", "area": "", "category": "", "source": ""},
+    "counts": _COUNTS, "previous_counts": {"routed": 9}, "handled": 8,
+    "figures": [{"code": "response_rate", "name": "响应率", "name_en": "response rate", "unit": "rate",
+                 "higher_is_better": True, "value": 0.9, "previous": 0.8889, "change": 0.0111}],
+}))
+async def summary(request: Request, period: PeriodParam, where: FilterParam) -> dict[str, Any]:
+    """The eight rates — 响应率 response_rate, 办结率 closure_rate, 按期办结率 on_time_closure_rate, 解决率
+    resolution_rate, 满意率 satisfaction_rate (weights in reporting.yaml), 超期率 overdue_rate, 退单率 return_rate,
+    反弹率 recurrence_rate — and the median and p90 handling time in working hours (办理用时), each defined once in
+    ``services/reporting/figures.py``. ``value`` is null when there is nothing to divide by."""
+    return await _reports(request).summary(period, where)
+
+
+@router.get("/rankings/{scope}", summary="Peers ranked by one figure (排名)", responses=_example({
+    "period": _PERIOD, "filters": {"unit": "", "area": "", "category": "", "source": ""}, "scope": "area",
+    "kind": "village", "rank_by": "response_rate",
+    "figure": {"code": "response_rate", "name": "响应率", "name_en": "response rate", "unit": "rate",
+               "higher_is_better": True},
+    "items": [{"rank": 1, "key": "xixi", "name": "西溪村", "value": 1.0, "figures": _FIGURES, "counts": _COUNTS}],
+}))
+async def rankings(
+    scope: Scope,
+    request: Request,
+    principal: Reader,
+    period: PeriodParam,
+    where: FilterParam,
+    kind: Annotated[str, Query(description="department | station | village | community: rank peers against "
+                                           "peers (scope unit or area)")] = "",
+    rank_by: Annotated[str, Query(description="a figure code, e.g. satisfaction_rate")] = "response_rate",
+) -> dict[str, Any]:
+    """Best first; peers without a value are left out. A unit key sees only its own row (with its rank)."""
+    reports = _reports(request)
+    own = _viewer(principal)
+    # A unit key ranks among its peers: the unit filter it was given selects its row, not the peers' counts.
+    peers_filter = ReportFilter(area=where.area, category=where.category, source=where.source) \
+        if own and scope in ("unit", "area") else where
+    try:
+        body = await reports.rankings(scope, period, peers_filter, kind, rank_by)
+    except PeriodError as error:
+        raise _bad_request(error) from error
+    if own and scope in ("unit", "area"):
+        body["items"] = [item for item in body["items"] if item["key"] == own]
+        body["filters"] = where.as_json()
+    return body
+
+
+@router.get("/trend", summary="Counts and figures over consecutive periods (趋势)", responses=_example({
+    "granularity": "week", "filters": {"unit": "", "area": "", "category": "", "source": ""},
+    "points": [{**_PREVIOUS, "counts": _COUNTS, "figures": _FIGURES}, {**_PERIOD, "counts": _COUNTS,
+                                                                        "figures": _FIGURES}],
+}))
+async def trend(
+    request: Request,
+    where: FilterParam,
+    granularity: Annotated[Granularity, Query(description="day | week | month")] = "week",
+    points: Annotated[int, Query(ge=1, le=60, description="how many periods, the last one holding `at`")] = 8,
+    at: Annotated[date | None, Query(description="a day of the last period; default today")] = None,
+) -> dict[str, Any]:
+    return await _reports(request).trend(granularity, points, at, where)
+
+
+@router.get("/overdue", summary="Open tickets past their resolve deadline (超期工单)", responses=_example({
+    "total": 1, "items": [{"ticket_id": "SF20261120A1B2C3D4E5", "number": "SF20261120A1B2C3D4E5",
+                           "title": "工地夜间施工扬尘", "category": "environment.dust", "category_name": "生态环保/扬尘",
+                           "lead_unit": "chengguan", "lead_unit_name": "综合行政执法队", "area": "xixi",
+                           "area_name": "西溪村", "state": "acknowledged", "state_name": "办理中",
+                           "resolve_due": "2026-11-24T17:30:00+08:00", "overdue_hours": 19.5}],
+}))
+async def overdue(request: Request, principal: Reader, where: FilterParam) -> dict[str, Any]:
+    """Most overdue first; ``overdue_hours`` are calendar hours past the deadline, now."""
+    return await _reports(request).overdue(where, _viewer(principal))
+
+
+@router.get("/recurring", summary="Problems that keep coming back (重复件与反弹)", responses=_example({
+    "period": _PERIOD, "total": 1,
+    "items": [{"ticket_id": "SF20261120A1B2C3D4E5", "number": "SF20261120A1B2C3D4E5", "title": "小区噪声扰民",
+               "category": "environment.noise", "category_name": "生态环保/噪声污染", "area": "xinghe",
+               "area_name": "星河社区", "lead_unit": "xinghe", "lead_unit_name": "星河社区", "repeats": 3,
+               "reopened": 1}],
+}))
+async def recurring(request: Request, principal: Reader, period: PeriodParam, where: FilterParam) -> dict[str, Any]:
+    return await _reports(request).recurring(period, where, _viewer(principal))
 
 
 @router.get("/tickets/{ticket_id}", summary="A ticket with its timeline and notifications (工单详情)")
-async def get_ticket(ticket_id: str, request: Request, _: CurrentPrincipal) -> dict[str, Any]:
-    ticket = await _queries(request).ticket(ticket_id)
-    if ticket is None or "state" not in ticket:
+async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    """404 also for a unit key asking for a ticket it neither leads nor assists."""
+    ticket = await _reports(request).ticket(ticket_id, _viewer(principal))
+    if ticket is None:
         raise HTTPException(404, detail=f"工单 {ticket_id} 不存在 (no such ticket)")
     return ticket
 
 
-@router.get("/tickets", summary="Tickets, newest first, filtered (工单查询)")
+@router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)")
 async def list_tickets(
     request: Request,
-    _: CurrentPrincipal,
-    unit: Annotated[str, Query(description="lead unit id (主办单位)")] = "",
-    area: Annotated[str, Query(description="village/community unit id (属地)")] = "",
-    state: Annotated[str, Query(description="routed, manual, …")] = "",
-    category: Annotated[str, Query(description="category code")] = "",
+    principal: Reader,
+    where: FilterParam,
+    period: Annotated[PeriodKind | None, Query(description="created in this period; all when absent")] = None,
+    at: Annotated[date | None, Query(description="a day inside the period")] = None,
+    since: Annotated[date | None, Query(description="custom: first day")] = None,
+    until: Annotated[date | None, Query(description="custom: last day")] = None,
+    q: Annotated[str, Query(max_length=100, description="text in the number, title or content")] = "",
+    state: Annotated[str, Query(description="routed, manual, acknowledged, resolved, closed")] = "",
     skip: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    filters = {"lead_unit": unit, "area": area, "state": state, "category": category}
-    items, total = await _queries(request).tickets(filters, skip, limit)
-    return {"total": total, "skip": skip, "limit": limit, "items": items}
-
-
-@router.get("/counts/{scope}", summary="Counts per unit, area, category or the whole district (计数)")
-async def counts(
-    scope: Literal["unit", "area", "category", "district"],
-    request: Request,
-    _: CurrentPrincipal,
-    key: Annotated[str, Query(description="one unit/area/category id; all when empty")] = "",
-    since: Annotated[date | None, Query(description="first day, inclusive (Asia/Shanghai)")] = None,
-    until: Annotated[date | None, Query(description="last day, inclusive")] = None,
-) -> dict[str, Any]:
-    totals = await _queries(request).counts(scope, since, until, key)
-    district = request.app.state.runtime.district
-    names = {**{unit.id: unit.name for unit in district.units.values()},
-             **{code: district.category_path(code) for code in district.category_by_code}}
-    return {
-        "scope": scope,
-        "since": since,
-        "until": until,
-        "items": [
-            {"key": item_key, "name": names.get(item_key, "全街道" if item_key == "all" else item_key),
-             **{field: values.get(field, 0) for field in COUNT_FIELDS}}
-            for item_key, values in sorted(totals.items())
-        ],
-    }
-
-
-@router.get("/figures/{scope}", summary="Rates and rankings per unit, area or category (考核指标与排名)")
-async def figures(
-    scope: Literal["unit", "area", "category", "district"],
-    request: Request,
-    _: CurrentPrincipal,
-    since: Annotated[date | None, Query(description="first day, inclusive (Asia/Shanghai)")] = None,
-    until: Annotated[date | None, Query(description="last day, inclusive")] = None,
-    kind: Annotated[str, Query(description="only units of this kind (department, village, community, station): "
-                                           "rank peers against peers")] = "",
-    rank_by: Annotated[str, Query(description="the figure to rank by, e.g. satisfaction_rate")] = "response_rate",
-) -> dict[str, Any]:
-    """Each figure is one ratio of counters over the whole period (see services/reporting/figures.py):
-    响应率 response_rate, 办结率 closure_rate, 按期办结率 on_time_closure_rate, 解决率 resolution_rate,
-    满意率 satisfaction_rate, 超期率 overdue_rate, 退单率 return_rate, 反弹率 recurrence_rate."""
-    if rank_by not in FIGURE_BY_CODE:
-        raise HTTPException(422, detail=f"未知指标 {rank_by} (unknown figure); known: {', '.join(FIGURE_BY_CODE)}")
-    district = request.app.state.runtime.district
-    totals = await _queries(request).counts(scope, since, until)
-    if kind:
-        totals = {key: counts for key, counts in totals.items()
-                  if key in district.units and district.units[key].kind == kind}
-    names = {unit.id: unit.name for unit in district.units.values()}
-    ranked = ranking(totals, FIGURE_BY_CODE[rank_by])
-    return {
-        "scope": scope,
-        "since": since,
-        "until": until,
-        "figures": [{"code": figure.code, "name": figure.name, "name_en": figure.name_en} for figure in FIGURES],
-        "items": [
-            {"key": key, "name": names.get(key, district.category_path(key) if scope == "category" else key),
-             "counts": dict(counts), "figures": figures_of(counts)}
-            for key, counts in sorted(totals.items())
-        ],
-        "ranking": [{"rank": position, "key": key, "name": names.get(key, key), rank_by: value}
-                    for position, (key, value) in enumerate(ranked, start=1)],
-    }
+    """``unit`` selects the lead unit; a unit key sees the tickets it leads or assists."""
+    reports = _reports(request)
+    try:
+        created_in = reports.period(period, at, since, until) if period else None
+    except PeriodError as error:
+        raise _bad_request(error) from error
+    viewer = _viewer(principal)
+    if viewer:  # its own tickets, led or assisted: the forced unit filter would hide the assisted ones
+        where = ReportFilter(area=where.area, category=where.category, source=where.source)
+    return await reports.tickets(where, created_in, q, state, skip, limit, viewer)

@@ -12,11 +12,13 @@ from civicbus.topics import NOTIFICATIONS, TICKETS
 from .api import router
 from .handler import notification_results_handler, ticket_events_handler
 from .projections import Projections
-from .queries import ReportingQueries
+from .config import load_reporting_config
+from .report import Reports
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
     runtime = Runtime.build(settings or ReportingSettings())
+    config = load_reporting_config(runtime.settings.config_dir)  # a broken reporting.yaml stops the start here
     projections = Projections(runtime.db, runtime.district.timezone)
 
     async def ensure_indexes(_: Runtime) -> None:
@@ -30,8 +32,10 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
     app = service_app(
         runtime,
         title="civicbus reporting",
-        description="Read models and the leaders' API: tickets, timelines, counts (工单、流转记录、统计).",
+        description="Read models and the leaders' API: figures, rankings, trends, overdue lists, tickets with timelines (考核指标、排名、趋势、超期、工单).",
         routers=[router],
     )
-    app.state.queries = ReportingQueries(runtime.db)
+    reports = Reports(runtime.db, runtime.district, config)
+    runtime.on_district_change.append(reports.use_district)
+    app.state.reports = reports
     return app

@@ -1,11 +1,14 @@
 """Read models (读模型), kept current idempotently from ``civic.tickets`` and ``civic.notifications``.
 
-``ticket_views``: each ticket as it is now, with its timeline and its notifications. ``counters``: one document
-per scope (district, unit, area, category) and day, holding counts as sets of event tokens. Every write is
-idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry and its
-counter tokens; see civicbus.mongo), so a replayed event changes nothing and no figure is counted twice.
-"""
+- ``ticket_views``: each ticket as it is now, with its timeline and its notifications.
+- ``report_counters``: a cube of counts, one document per day × unit credited × area × category × source, holding
+  counts as sets of event tokens.
+- ``handling_times``: per ticket, when it was first routed and last resolved (handling times in working hours).
 
+Every write is idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry
+and its counter tokens, ``$min``/``$max`` of moments; see civicbus.mongo), so a replayed event changes nothing and
+no figure is counted twice.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -16,38 +19,36 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, NotificationResult, Satisfaction, Ticket, TicketEvent, TicketState
 from civicbus.mongo import Increment, apply_increments, find_by_ids, upsert_by_id
 
 TICKET_VIEWS = "ticket_views"
-COUNTERS = "counters"
+COUNTERS = "report_counters"
+HANDLING = "handling_times"
+READ_MODELS = (TICKET_VIEWS, COUNTERS, HANDLING)
+DIMENSIONS = ("day", "unit", "area", "category", "source")
 
 
-def counter_id(scope: str, key: str, day: str) -> str:
-    return f"{scope}:{key}:{day}"
+def counter_id(day: str, unit: str, area: str, category: str, source: str) -> str:
+    return "|".join((day, unit, area, category, source))
 
 
-def _increment(scope: str, key: str, day: str, token: str, **amounts: int) -> Increment:
+def _increment(day: str, ticket: Ticket | None, unit: str, token: str, **amounts: int) -> Increment:
+    """Counts for one cell of the cube (day × unit credited × area × category × source): any filter combination,
+    and any peer ranking, is then a sum over the matching cells (a period is a few hundred small documents, which
+    FerretDB scans quickly; on MongoDB the (day) index serves the range)."""
+    area = ticket.area if ticket else ""
+    category = ticket.category if ticket else ""
+    source = ticket.event_source if ticket else ""
     return Increment(
-        doc_id=counter_id(scope, key, day),
+        doc_id=counter_id(day, unit, area, category, source),
         token=token,
         amounts=amounts,
-        on_insert={"scope": scope, "key": key, "day": day},
+        on_insert={"day": day, "unit": unit, "area": area, "category": category, "source": source},
     )
-
-
-def _everywhere(ticket: Ticket, unit: str, day: str, token: str, **amounts: int) -> list[Increment]:
-    """The same counts for the district, the unit, the ticket's area and its category: every figure exists per
-    unit, per village/community and per category."""
-    increments = [_increment("district", "all", day, token, **amounts)]
-    if unit:
-        increments.append(_increment("unit", unit, day, token, **amounts))
-    if ticket.area:
-        increments.append(_increment("area", ticket.area, day, token, **amounts))
-    increments.append(_increment("category", ticket.category.split(".", 1)[0], day, token, **amounts))
-    return increments
 
 
 def _counts(ticket: Ticket) -> dict[str, Any]:
@@ -59,57 +60,80 @@ def _in_time(done: datetime | None, due: datetime | None) -> int:
     return int(done is not None and (due is None or done <= due))
 
 
+SATISFACTION_COUNTS = {
+    Satisfaction.satisfied: "satisfied",
+    Satisfaction.basically_satisfied: "basically_satisfied",
+    Satisfaction.dissatisfied: "dissatisfied",
+}
+
+
 def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
-    """What one lifecycle event adds to the counters (names are the inputs of the figures of PRODUCT.md)."""
+    """What one lifecycle event adds to the counters (names are the inputs of the figures, see figures.py),
+    credited to the unit it concerns: the lead unit, the returning unit, an assisting unit."""
     ticket, token, kind = event.ticket, event.event_id, event.kind
     lead = ticket.lead_unit
+
+    def lead_counts(**amounts: int) -> list[Increment]:
+        return [_increment(day, ticket, lead, token, **amounts)]
+
     if kind is EventKind.ticket_routed:
         return [
-            *_everywhere(ticket, lead, day, token, created=1, routed=1),
-            *(_increment("unit", unit, day, token, assisted=1) for unit in ticket.assist_units),
+            *lead_counts(created=1, routed=1),
+            *(_increment(day, ticket, unit, token, assisted=1) for unit in ticket.assist_units),
         ]
     if kind is EventKind.ticket_manual:
-        return _everywhere(ticket, "", day, token, created=1, manual=1)
+        return [_increment(day, ticket, "", token, created=1, manual=1)]
     if kind is EventKind.ticket_grouped:
-        return _everywhere(ticket, lead, day, token, repeats=event.events_joined) if event.events_joined else []
+        return lead_counts(repeats=event.events_joined) if event.events_joined else []
     if kind in (EventKind.ticket_returned, EventKind.ticket_reassigned):
         returning = ticket.returned_by[-1] if kind is EventKind.ticket_returned and ticket.returned_by else ""
-        increments = [_increment("unit", returning, day, token, returned=1)] if returning else []
-        if kind is EventKind.ticket_returned:
-            increments.append(_increment("district", "all", day, token, returned=1))
-        if lead:  # routed again: the new unit has one more ticket
-            increments.append(_increment("unit", lead, day, token, routed=1))
+        increments = [_increment(day, ticket, returning, token, returned=1)] if returning else []
+        if lead and ticket.state is TicketState.routed:  # routed again: the new unit has one more ticket
+            increments.extend(lead_counts(routed=1))
         return increments
     if kind is EventKind.ticket_acknowledged:
-        return _everywhere(ticket, lead, day, token, acknowledged=1,
-                           acknowledged_in_time=_in_time(ticket.acknowledged_at, ticket.sign_for_due))
+        return lead_counts(acknowledged=1, acknowledged_in_time=_in_time(ticket.acknowledged_at, ticket.sign_for_due))
     if kind is EventKind.ticket_resolved:
-        return _everywhere(ticket, lead, day, token, resolved=1,
-                           resolved_in_time=_in_time(ticket.resolved_at, ticket.resolve_due))
+        return lead_counts(resolved=1, resolved_in_time=_in_time(ticket.resolved_at, ticket.resolve_due))
     if kind is EventKind.ticket_callback_recorded and ticket.callback is not None:
         callback = ticket.callback
-        satisfied = callback.satisfaction in (Satisfaction.satisfied, Satisfaction.basically_satisfied)
-        return _everywhere(ticket, lead, day, token, callbacks=1, callback_resolved=int(callback.resolved),
-                           callback_rated=int(callback.satisfaction is not None), satisfied=int(satisfied),
-                           closed=int(ticket.state is TicketState.closed))
+        verdict = {SATISFACTION_COUNTS[callback.satisfaction]: 1} if callback.satisfaction is not None else {}
+        return lead_counts(callbacks=1, callback_resolved=int(callback.resolved),
+                           callback_rated=int(callback.satisfaction is not None),
+                           closed=int(ticket.state is TicketState.closed), **verdict)
     if kind is EventKind.ticket_reopened:
-        return _everywhere(ticket, lead, day, token, reopened=1)
+        return lead_counts(reopened=1)
     if kind is EventKind.ticket_supervised:
-        return _everywhere(ticket, lead, day, token, supervised=1)
+        return lead_counts(supervised=1)
     if kind is EventKind.ticket_overdue:
-        return _everywhere(ticket, lead, day, token, **{f"overdue_{event.deadline or 'resolve'}": 1})
+        return lead_counts(**{f"overdue_{event.deadline or 'resolve'}": 1})
     return []  # notes, extension requests and decisions, refusals: on the timeline, not in the figures
 
 
 def notification_increments(result: NotificationResult, day: str) -> list[Increment]:
     outcome = "notified" if result.kind is EventKind.notification_delivered else "notify_failed"
-    return [_increment("unit", result.recipient, day, result.event_id, **{outcome: 1})]
+    return [_increment(day, None, result.recipient, result.event_id, **{outcome: 1})]
+
+
+def handling_update(event: TicketEvent) -> dict[str, Any] | None:
+    """The ticket's handling-time record (办理用时): first routed ($min) to last resolved ($max), with the unit that
+    resolved it — idempotent operators, so a replay changes nothing."""
+    ticket = event.ticket
+    if event.kind in (EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned) \
+            and ticket.lead_unit and ticket.state is TicketState.routed:
+        return {"$min": {"routed_at": event.occurred_at}}
+    if event.kind is EventKind.ticket_resolved and ticket.resolved_at is not None:
+        return {"$max": {"resolved_at": ticket.resolved_at},
+                "$set": {"unit": ticket.lead_unit, "area": ticket.area, "category": ticket.category,
+                         "source": ticket.event_source}}
+    return None
 
 
 class Projections:
     def __init__(self, db: AsyncDatabase, timezone: str) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
+        self._handling = db[HANDLING]
         self._zone = ZoneInfo(timezone)
         # Ticket events and notification results update the same views and counters (see civicbus.mongo).
         self._write_lock = asyncio.Lock()
@@ -119,7 +143,8 @@ class Projections:
         await self._views.create_index([("lead_unit", ASCENDING), ("created_at", DESCENDING)])
         await self._views.create_index([("area", ASCENDING), ("created_at", DESCENDING)])
         await self._views.create_index([("state", ASCENDING)])
-        await self._counters.create_index([("scope", ASCENDING), ("key", ASCENDING), ("day", ASCENDING)])
+        await self._counters.create_index([("day", ASCENDING)])
+        await self._handling.create_index([("resolved_at", ASCENDING)])
 
     def day(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).date().isoformat()
@@ -127,11 +152,16 @@ class Projections:
     async def _apply_to_views(self, updates: dict[str, list[dict[str, Any]]]) -> int:
         """Apply each ticket's updates (idempotent: $set of the snapshot, $addToSet of entries); returns how many
         changed anything — a replayed event changes nothing."""
+        return await self._apply_rounds(self._views, updates)
+
+    @staticmethod
+    async def _apply_rounds(collection: AsyncCollection, updates: dict[str, list[dict[str, Any]]]) -> int:
+        """Apply each document's updates (idempotent); returns how many documents changed."""
         changed = 0
         # One round per position, so one ticket's updates of one batch apply in their Kafka order.
         for position in range(max((len(items) for items in updates.values()), default=0)):
             round_ = {ticket_id: items[position] for ticket_id, items in updates.items() if len(items) > position}
-            changed += (await upsert_by_id(self._views, round_)).changed
+            changed += (await upsert_by_id(collection, round_)).changed
         return changed
 
     async def apply_ticket_events(self, events: Iterable[TicketEvent]) -> int:
@@ -142,6 +172,7 @@ class Projections:
         events = list(events)
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
+        handling: dict[str, list[dict[str, Any]]] = defaultdict(list)
         # The view keeps the newest snapshot: an older one (a replayed event) adds its timeline entry, if missing,
         # but does not overwrite. One consumer per ticket (events are keyed by ticket), so read-then-write is safe.
         versions = {
@@ -181,8 +212,11 @@ class Projections:
                     update["$max"] = _counts(ticket)
             updates[ticket.ticket_id].append(update)
             increments.extend(ticket_increments(event, self.day(event.occurred_at)))
+            if (handled := handling_update(event)) is not None:
+                handling[ticket.ticket_id].append(handled)
         applied = await self._apply_to_views(updates)
         await apply_increments(self._counters, increments)
+        await self._apply_rounds(self._handling, handling)
         return applied
 
     async def apply_notifications(self, results: Iterable[NotificationResult]) -> int:

@@ -181,6 +181,7 @@ class TriageEngine:
             fingerprint=self.fingerprint(event) if isinstance(data, Alarm) else "",
             repeat_key=f"{classification.code}|{located.place}" if isinstance(data, Complaint) and located.place else "",
             last_event_at=event.occurred_at,
+            amount_involved=getattr(data, "amount", None),
             explanation=RoutingExplanation(
                 route_path=assignment.match.names,
                 matched=[str(matcher) for matcher in assignment.match.route.parsed_matchers],

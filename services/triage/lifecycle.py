@@ -176,7 +176,9 @@ def _resolve(ticket: Ticket, command: TicketCommand, now: datetime, district: Di
         return Refused(RefusalCode.missing_field, "须填写办结情况")
     return Applied(
         _changed(ticket, state=TicketState.resolved, resolved_at=now, resolution=command.result,
-                 attachments=list(command.attachments), pending_extension=None),
+                 attachments=list(command.attachments), pending_extension=None,
+                 amount_recovered=command.amount_recovered if command.amount_recovered is not None
+                 else ticket.amount_recovered),
         EventKind.ticket_resolved,
         command.result,
     )

@@ -14,7 +14,7 @@ from civicbus.events import TicketEvent
 from services.triage.overdue import OverdueSweeper
 from services.triage.store import TicketStore
 
-from .conftest import eventually, read_topic
+from .conftest import eventually, local_day, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -242,23 +242,32 @@ async def test_upstream_systems_may_send_commands_straight_to_kafka(http, servic
 
 
 async def test_the_figures_follow_the_loop(http, services, mongo, keys):
-    ticket = await _new_ticket(http, services, mongo, "包工头拖欠装修工人工资")
-    assert ticket["lead_unit"] == "laobao"
-    for path, who, body in [("sign-for", "laobao", {}), ("resolve", "laobao", {"result": "已结清"}),
+    ticket = await _new_ticket(http, services, mongo, "包工头拖欠装修工人工资", amount=45000)
+    assert ticket["lead_unit"] == "laobao" and ticket["amount_involved"] == 45000
+    for path, who, body in [("sign-for", "laobao", {}),
+                            ("resolve", "laobao", {"result": "已结清", "amount_recovered": 45000}),
                             ("callback", "dispatcher", {"resolved": True, "satisfaction": "basically_satisfied"})]:
         assert (await _command(http, services, ticket["ticket_id"], path, keys[who], body)).status_code == 200
     reporting = services["reporting"].base_url
 
     async def counted() -> dict | None:
-        body = (await http.get(f"{reporting}/v1/figures/unit", params={"kind": "station"})).json()
+        body = (await http.get(f"{reporting}/v1/rankings/unit", params={"kind": "station"})).json()
         row = next((item for item in body["items"] if item["key"] == "laobao"), None)
-        return body if row and row["counts"]["callbacks"] >= 2 else None
+        return body if row and row["counts"]["callbacks"] >= 2 and row["counts"]["basically_satisfied"] else None
 
     body = await eventually(counted, what="laobao's callbacks counted")
     row = next(item for item in body["items"] if item["key"] == "laobao")
     counts, figures = row["counts"], row["figures"]
-    assert figures["satisfaction_rate"] == round(counts["satisfied"] / counts["callback_rated"], 4)
-    assert figures["response_rate"] == round(counts["acknowledged_in_time"] / counts["routed"], 4)
+    # The sample district counts 基本满意 as 0.8 (config/sample/reporting.yaml).
+    satisfied = counts["satisfied"] + 0.8 * counts["basically_satisfied"]
+    assert figures["satisfaction_rate"] == round(satisfied / counts["callback_rated"], 4)
+    assert figures["response_rate"] == round(counts["acknowledged_in_time"] / counts["kept"], 4)
     assert all(item["key"] in {"scjg", "laobao", "sifa", "paichusuo", "xiaofang"} for item in body["items"]), \
         "kind=station ranks stations against stations"
-    assert body["ranking"][0]["rank"] == 1 and "response_rate" in body["ranking"][0]
+    assert body["items"][0]["rank"] == 1 and body["rank_by"] == "response_rate"
+    today = datetime.fromisoformat(local_day(datetime.now(UTC))).date()
+    around_today = {"period": "custom", "since": str(today - timedelta(days=1)), "until": str(today)}
+    wages = (await http.get(f"{reporting}/v1/summary", params={**around_today, "category": "labor.wage_arrears",
+                                                               "unit": "laobao"})).json()
+    assert wages["amounts"]["involved"] >= 45000 and wages["amounts"]["recovered"] >= 45000, "欠薪 amounts counted"
+    assert [item["value"] for item in body["items"]] == sorted((item["value"] for item in body["items"]), reverse=True)

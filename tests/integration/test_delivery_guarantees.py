@@ -93,7 +93,8 @@ async def test_replaying_the_ticket_topic_changes_no_figure_and_sends_no_message
     await eventually(lambda: _ticket_of(mongo, event.event_id), what="the ticket")
 
     async def state() -> tuple:
-        counters = sorted(await mongo["counters"].find({}).to_list(None), key=lambda document: document["_id"])
+        counters = sorted([*await mongo["report_counters"].find({}).to_list(None),
+                           *await mongo["handling_times"].find({}).to_list(None)], key=lambda document: document["_id"])
         views = sorted(await mongo["ticket_views"].find({}).to_list(None), key=lambda document: document["_id"])
         return counters, views, len(sink.received)
 

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from civicbus.mongo import counter_value
+from services.reporting.projections import counter_id
 
 from .conftest import eventually, local_day
 
@@ -72,12 +73,16 @@ async def test_complaint_is_routed_notified_and_counted(http, services, sink, mo
     assert view["notifications"][0]["status"] == "delivered"
     day = local_day(ticket["created_at"])
     routed_token = f"{ticket['timeline'][0]['event_id']}:1"
-    counter = await mongo["counters"].find_one({"_id": f"unit:laobao:{day}"})
-    assert routed_token in counter["routed"], "the routed event is counted for the lead unit"
-    area_counter = await mongo["counters"].find_one({"_id": f"area:nantang:{day}"})
-    assert routed_token in area_counter["routed"]
-    counts = (await http.get(f"{services['reporting'].base_url}/v1/counts/unit", params={"key": "laobao"})).json()
-    assert counts["items"][0]["routed"] == counter_value(counter, "routed") >= 1
+    cell = counter_id(day, "laobao", "nantang", ticket["category"], ticket["event_source"])
+    counter = await mongo["report_counters"].find_one({"_id": cell})
+    assert routed_token in counter["routed"], "the routed event is counted for the lead unit in its area"
+    laobao_cells = await mongo["report_counters"].find({"day": day, "unit": "laobao"}).to_list(None)
+    summary = (await http.get(f"{services['reporting'].base_url}/v1/summary",
+                              params={"unit": "laobao", "period": "day", "at": day})).json()
+    assert summary["counts"]["routed"] == sum(counter_value(item, "routed") for item in laobao_cells) >= 1
+    by_area = (await http.get(f"{services['reporting'].base_url}/v1/summary",
+                              params={"area": "nantang", "period": "day", "at": day})).json()
+    assert by_area["counts"]["routed"] >= 1
 
 
 async def test_alarm_located_by_gcj02_coordinates_goes_to_its_community(http, services, sink, district):

@@ -59,8 +59,10 @@ def test_the_whole_loop_sign_resolve_callback_close(routed, district):
     signed = step(routed, district, Action.sign_for).ticket
     assert signed.state is TicketState.acknowledged and signed.acknowledged_at == NOW
     noted = step(signed, district, Action.add_note, note="已联系企业负责人").ticket
-    resolved = step(noted, district, Action.resolve, result="已追回工资 3.2 万元", attachments=["https://x/1.jpg"])
+    resolved = step(noted, district, Action.resolve, result="已追回工资 3.2 万元", attachments=["https://x/1.jpg"],
+                    amount_recovered=32000)
     assert resolved.kind is EventKind.ticket_resolved and resolved.ticket.state is TicketState.resolved
+    assert resolved.ticket.amount_recovered == 32000, "the amount recovered (追回金额) is kept on the ticket"
     closed = step(resolved.ticket, district, Action.record_callback, DISPATCHER, resolved=True,
                   satisfaction=Satisfaction.satisfied).ticket
     assert closed.state is TicketState.closed and closed.callback.satisfaction is Satisfaction.satisfied
