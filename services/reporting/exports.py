@@ -100,15 +100,12 @@ def change_tone(change: float | None, higher_is_better: bool) -> str:
     return "better" if (change > 0) == higher_is_better else "worse"
 
 
-def counts_rows(summary: Mapping[str, Any], trend: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The week's counts beside the previous week's (the trend's last two points)."""
-    points = trend.get("points", [])
-    current = summary.get("counts", {})
-    previous = points[-2]["counts"] if len(points) >= 2 else {}
+def counts_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The period's counts beside the previous period's."""
+    current, previous = summary["counts"], summary["previous_counts"]
     return [
-        {"code": code, "name": name, "value": current.get(code, 0),
-         "previous": previous.get(code) if previous else None,
-         "change": current.get(code, 0) - previous[code] if code in previous else None}
+        {"code": code, "name": name, "value": current.get(code, 0), "previous": previous.get(code, 0),
+         "change": current.get(code, 0) - previous.get(code, 0)}
         for code, name in COUNT_NAMES.items() if code in current
     ]
 
@@ -224,7 +221,7 @@ def weekly_workbook(report: WeeklyReport) -> bytes:
             sheet.cell(row, 5).font = Font(color=GOOD if tone == "better" else BAD, bold=True)
     row += 2
     _header(sheet, row, ["事项", "本周", "上周", "较上周"])
-    for count in counts_rows(summary, report.trend):
+    for count in counts_rows(summary):
         row += 1
         _row(sheet, row, [count["name"], count["value"], count["previous"], count["change"]],
              [None, "0", "0", "+0;-0;0"])
@@ -304,7 +301,7 @@ def weekly_html(report: WeeklyReport) -> str:
                                  for item in worst]})
     return _templates.get_template("weekly.html").render(
         report=report, period=summary["period"], previous=summary["previous"], figures=figures,
-        counts=counts_rows(summary, report.trend), trend=report.trend.get("points", []),
+        counts=counts_rows(summary), trend=report.trend.get("points", []),
         count_names=COUNT_NAMES, overdue=report.overdue, recurring=report.recurring.get("items", []),
         boards=boards,
     )

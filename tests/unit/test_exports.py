@@ -32,6 +32,7 @@ def _figure(code: str, name: str, value, previous, higher_is_better=True, unit="
 SUMMARY = {
     "period": WEEK, "previous": PREVIOUS_WEEK, "filters": {},
     "counts": {"created": 12, "routed": 10, "resolved": 6, "overdue_resolve": 2, "returned": 1},
+    "previous_counts": {"created": 8, "routed": 8, "resolved": 6, "overdue_resolve": 0, "returned": 3},
     "figures": [
         _figure("response_rate", "响应率", 0.9, 0.8),
         _figure("closure_rate", "办结率", 0.6, None),
@@ -88,7 +89,8 @@ def test_weekly_workbook_reads_back_with_the_figures_changes_and_problems() -> N
     assert ("办结率", 0.6, None, None, "持平") in rows
     assert ("超期率", 0.2, 0.1, 0.1, "变差") in rows  # up is worse for 超期率
     assert ("办理时长中位数", 5.5, 7.0, -1.5, "向好") in rows
-    assert ("新增工单", 12, 8, 4, None) in rows  # against the previous week's point of the trend
+    assert ("新增工单", 12, 8, 4, None) in rows
+    assert ("退单", 1, 3, -2, None) in rows
     response = next(cell for cell in key["A"] if cell.value == "响应率")
     assert key.cell(response.row, 2).number_format == "0.0%"
 

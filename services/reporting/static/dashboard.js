@@ -26,6 +26,8 @@ const state = {
   mapReady: false,
   loading: false,
 };
+// Filters of the contract (来源、属地、类别), from the page's address: e.g. ?source=12345 for the hotline only.
+const filters = Object.fromEntries(["source", "area", "category"].map((name) => [name, params.get(name) || ""]));
 const charts = {};
 const refreshSeconds = Number(document.body.dataset.refreshSeconds);
 
@@ -263,7 +265,7 @@ function trendQueries(summary) {
                                           daysBetween(summary.previous.since, summary.previous.until));
   // 日: the last 7 days against the 7 before; otherwise this period against the previous one, point by point.
   const previousEnd = summary.period.kind === "day" ? shiftDays(summary.period.until, -7) : summary.previous.until;
-  const common = {granularity: shape.granularity, points};
+  const common = {...filters, granularity: shape.granularity, points};
   return [{...common, at: summary.period.until}, {...common, at: previousEnd}, shape.caption];
 }
 
@@ -273,7 +275,7 @@ async function load() {
   state.loading = true;
   const status = document.getElementById("status");
   try {
-    const period = {period: state.period, at: state.at};
+    const period = {...filters, period: state.period, at: state.at};
     const [summary, overdue] = await Promise.all([json("/v1/summary", period), json("/v1/overdue", period)]);
     fillRankBy(summary);
     const [currentQuery, previousQuery, caption] = trendQueries(summary);
@@ -313,7 +315,7 @@ async function load() {
 
 async function download(name) {
   try {
-    const response = await api(`/v1/exports/${name}`, {at: state.at});
+    const response = await api(`/v1/exports/${name}`, {...filters, at: state.at, rank_by: state.rankBy});
     const blob = await response.blob();
     const url = URL.createObjectURL(blob);
     if (name.endsWith(".html")) {
