@@ -111,9 +111,10 @@ def counts_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def best_and_worst(ranking: Mapping[str, Any], size: int = BEST_AND_WORST) -> tuple[list[dict], list[dict]]:
-    """The best ``size`` units of a ranking (红榜) and the worst (黑榜, worst first), never the same unit twice."""
+    """The best units of a ranking (红榜) and the worst (黑榜, worst first): at most ``size`` each, the upper half
+    of the peers at most on the red board, and never the same unit on both."""
     items = list(ranking.get("items", []))
-    best = items[:size]
+    best = items[:min(size, (len(items) + 1) // 2)]
     worst = list(reversed(items[len(best):]))[:size]
     return best, worst
 

@@ -107,7 +107,7 @@ def test_weekly_workbook_reads_back_with_the_figures_changes_and_problems() -> N
 
     boards = [row for row in _rows(workbook["红黑榜"])[4:]]
     assert [(row[0], row[1], row[3]) for row in boards] == [
-        ("科室", "红榜", "生态环境办"), ("科室", "红榜", "劳动保障所"),  # two peers: nobody left for 黑榜
+        ("科室", "红榜", "生态环境办"), ("科室", "黑榜", "劳动保障所"),  # two peers: one on each board
         ("村", "红榜", "南塘村"), ("村", "红榜", "西溪村"), ("村", "红榜", "北山村"),
         ("村", "黑榜", "桥头村"), ("村", "黑榜", "东坡村"),
     ]
@@ -154,6 +154,10 @@ def test_best_and_worst_never_name_a_unit_twice() -> None:
     best, worst = best_and_worst(VILLAGES, size=3)
     assert [item["key"] for item in best] == ["nantang", "xixi", "beishan"]
     assert [item["key"] for item in worst] == ["qiaotou", "dongpo"]
+    best, worst = best_and_worst(VILLAGES, size=2)
+    assert [item["key"] for item in best] == ["nantang", "xixi"]
+    assert [item["key"] for item in worst] == ["qiaotou", "dongpo"]
+    assert best_and_worst({"items": VILLAGES["items"][:1]}) == (VILLAGES["items"][:1], [])
 
 
 def test_ranks_and_tones() -> None:

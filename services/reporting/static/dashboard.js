@@ -77,7 +77,7 @@ function formatChange(change, unit) {
   if (change === null || change === undefined) return "无上期数据";
   const sign = change > 0 ? "↑" : change < 0 ? "↓" : "→";
   const amount = unit === "rate" ? `${Math.abs(change * 100).toFixed(1)}个百分点` : `${Math.abs(change).toFixed(1)}小时`;
-  return `较上期 ${sign}${amount}`;
+  return `较上期${sign}${amount}`;
 }
 
 function tone(change, higherIsBetter) {
@@ -178,9 +178,14 @@ function renderRankings(rankings, figure) {
                                                         item.counts.created ?? 0]})));
 }
 
+function shortLabel(point) {  // 10月12日 for a day, 第42周 or 10月 for longer points: the axis stays readable
+  if (point.since === point.until) return `${Number(point.since.slice(5, 7))}月${Number(point.since.slice(8))}日`;
+  return point.label.replace(/^\d+年/, "");
+}
+
 function renderTrend(current, previous, caption) {
   document.getElementById("trend-caption").textContent = caption;
-  const labels = current.points.map((point) => point.label);
+  const labels = current.points.map(shortLabel);
   const created = (points) => points.map((point) => point.counts.created ?? 0);
   chart("trend").setOption({
     ...BASE,
@@ -190,9 +195,9 @@ function renderTrend(current, previous, caption) {
     xAxis: {type: "category", data: labels, boundaryGap: false},
     yAxis: {type: "value", minInterval: 1, splitLine: {lineStyle: {color: "#1d4675"}}},
     series: [
-      {type: "line", name: "本期新增", data: created(current.points), smooth: true, areaStyle: {opacity: 0.15}},
-      {type: "line", name: "上期新增", data: created(previous.points), smooth: true, lineStyle: {type: "dashed"}},
-      {type: "line", name: "本期办结", data: current.points.map((point) => point.counts.resolved ?? 0), smooth: true},
+      {type: "line", name: "本期新增", data: created(current.points), areaStyle: {opacity: 0.15}},
+      {type: "line", name: "上期新增", data: created(previous.points), lineStyle: {type: "dashed"}},
+      {type: "line", name: "本期办结", data: current.points.map((point) => point.counts.resolved ?? 0)},
     ],
   }, {notMerge: true});
   writeChartData("trend", ["时间", "本期新增", "上期时间", "上期新增", "本期办结"],
@@ -296,6 +301,7 @@ async function load() {
     renderAreas(areas);
     renderOverdue(overdue);
     document.getElementById("error").hidden = true;
+    document.getElementById("key-prompt").hidden = true;
     document.body.dataset.loads = Number(document.body.dataset.loads) + 1;
     document.body.dataset.period = summary.period.label;
     status.textContent = `数据更新于 ${new Date().toLocaleTimeString("zh-CN", {hour12: false})}，每${refreshSeconds}秒自动刷新`;
@@ -365,6 +371,7 @@ function start() {
     document.getElementById("key-prompt").hidden = true;
     load();
   });
+  window.addEventListener("hashchange", () => { takeKeyFromFragment(); load(); });  // a link with #key=… pasted
   window.addEventListener("resize", () => Object.values(charts).forEach((instance) => instance.resize()));
   load();
   setInterval(load, refreshSeconds * 1000);
