@@ -217,8 +217,11 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
     from civicbus.district import DistrictConfigError, UnitKind, load_district
     from civicbus.settings import ServiceSettings
 
+    from services.reporting.config import load_reporting_config
+
     try:
         district = load_district(folder or ServiceSettings().config_dir)
+        load_reporting_config(district.folder)
     except DistrictConfigError as error:
         _fail(str(error))
     kinds = {kind: sum(1 for unit in district.units.values() if unit.kind is kind) for kind in UnitKind}

@@ -14,11 +14,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from civicbus.auth import Principal, Role, require_roles
+from civicbus.district import UnitKind
+from civicbus.topics import TICKETS
 
-from .report import Granularity, PeriodError, PeriodKind, Period, ReportFilter, Reports, Scope
+from .report import Granularity, ReportError, PeriodKind, Period, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
-Reader = Annotated[Principal, Depends(require_roles(Role.leader, Role.admin, Role.auditor, Role.unit))]
+_reading_roles = require_roles(Role.leader, Role.admin, Role.auditor, Role.unit)
+
+
+async def _reader(principal: Annotated[Principal, Depends(_reading_roles)]) -> Principal:
+    if principal.role is Role.unit and not principal.unit:
+        # Without its unit, a unit key's limits could not be applied: it would see everything.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="单位密钥未绑定单位 (this unit key names no unit)")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(_reader)]
 
 
 def _reports(request: Request) -> Reports:
@@ -38,7 +50,7 @@ def _period(
 ) -> Period:
     try:
         return _reports(request).period(period, at, since, until)
-    except PeriodError as error:
+    except ReportError as error:
         raise _bad_request(error) from error
 
 
@@ -107,8 +119,8 @@ async def rankings(
     principal: Reader,
     period: PeriodParam,
     where: FilterParam,
-    kind: Annotated[str, Query(description="department | station | village | community: rank peers against "
-                                           "peers (scope unit or area)")] = "",
+    kind: Annotated[UnitKind | None, Query(description="department | station | village | community: rank peers "
+                                                       "against peers (scope unit or area)")] = None,
     rank_by: Annotated[str, Query(description="a figure code, e.g. satisfaction_rate")] = "response_rate",
 ) -> dict[str, Any]:
     """Best first; peers without a value are left out. A unit key sees only its own row (with its rank)."""
@@ -118,8 +130,8 @@ async def rankings(
     peers_filter = ReportFilter(area=where.area, category=where.category, source=where.source) \
         if own and scope in ("unit", "area") else where
     try:
-        body = await reports.rankings(scope, period, peers_filter, kind, rank_by)
-    except PeriodError as error:
+        body = await reports.rankings(scope, period, peers_filter, str(kind or ""), rank_by)
+    except ReportError as error:
         raise _bad_request(error) from error
     if own and scope in ("unit", "area"):
         body["items"] = [item for item in body["items"] if item["key"] == own]
@@ -165,7 +177,18 @@ async def recurring(request: Request, principal: Reader, period: PeriodParam, wh
     return await _reports(request).recurring(period, where, _viewer(principal))
 
 
-@router.get("/tickets/{ticket_id}", summary="A ticket with its timeline and notifications (工单详情)")
+_TICKET_EVENT = TICKETS.examples[0]
+_TICKET = {**_TICKET_EVENT.ticket.model_dump(mode="json"), "updated_at": _TICKET_EVENT.occurred_at.isoformat()}
+_TIMELINE_ENTRY = {"event_id": _TICKET_EVENT.event_id, "kind": str(_TICKET_EVENT.kind),
+                   "state": str(_TICKET_EVENT.ticket.state), "at": _TICKET_EVENT.occurred_at.isoformat(),
+                   "actor": _TICKET_EVENT.actor, "note": _TICKET_EVENT.note, "command_id": "", "refusal_code": ""}
+
+
+@router.get("/tickets/{ticket_id}", summary="A ticket with its timeline and notifications (工单详情)",
+            responses=_example({**_TICKET, "timeline": [_TIMELINE_ENTRY], "notifications": [
+                {"event_id": "b7e0c1d2-0000-4000-8000-000000000001", "recipient": _TICKET["lead_unit"],
+                 "channel": "webhook", "status": "delivered", "attempts": 1, "error": "",
+                 "at": _TICKET_EVENT.occurred_at.isoformat()}]}))
 async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     """404 also for a unit key asking for a ticket it neither leads nor assists."""
     ticket = await _reports(request).ticket(ticket_id, _viewer(principal))
@@ -174,7 +197,8 @@ async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dic
     return ticket
 
 
-@router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)")
+@router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)",
+            responses=_example({"total": 1, "skip": 0, "limit": 50, "items": [_TICKET]}))
 async def list_tickets(
     request: Request,
     principal: Reader,
@@ -192,7 +216,7 @@ async def list_tickets(
     reports = _reports(request)
     try:
         created_in = reports.period(period, at, since, until) if period else None
-    except PeriodError as error:
+    except ReportError as error:
         raise _bad_request(error) from error
     viewer = _viewer(principal)
     if viewer:  # its own tickets, led or assisted: the forced unit filter would hide the assisted ones

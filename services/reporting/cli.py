@@ -42,7 +42,7 @@ def rebuild_command() -> None:
 
 @reporting_app.command("summary")
 def summary_command(
-    period: Annotated[str, typer.Option(help="day | week | month | quarter | custom")] = "week",
+    period: Annotated[str, typer.Option(help="day | week | month | quarter")] = "week",
     at: Annotated[Optional[str], typer.Option(help="a day inside the period, YYYY-MM-DD")] = None,
 ) -> None:
     """Print the district's figures for a period (the same as GET /v1/summary)."""
@@ -51,7 +51,7 @@ def summary_command(
     from civicbus.settings import ReportingSettings
 
     from .config import load_reporting_config
-    from .report import Reports
+    from .report import ReportError, Reports
 
     settings = ReportingSettings()
     district = load_district(settings.config_dir)
@@ -65,7 +65,11 @@ def summary_command(
         finally:
             await client.close()
 
-    body = asyncio.run(run())
+    try:
+        body = asyncio.run(run())
+    except (ReportError, ValueError) as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1) from error
     table = Table("指标", "figure", "本期", "上期", "变化", title=f"{district.name} {body['period']['label']}")
     for figure in body["figures"]:
         table.add_row(figure["name"], figure["code"], *(_show(figure[name], figure["unit"])

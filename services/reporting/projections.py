@@ -3,7 +3,8 @@
 - ``ticket_views``: each ticket as it is now, with its timeline and its notifications.
 - ``report_counters``: a cube of counts, one document per day × unit credited × area × category × source, holding
   counts as sets of event tokens.
-- ``handling_times``: per ticket, when it was first routed and last resolved (handling times in working hours).
+- ``ticket_facts``: small per-ticket documents: when it was first routed and last resolved (handling times in
+  working hours), and for tickets with an amount (涉及金额, e.g. 欠薪) the amounts involved and recovered.
 
 Every write is idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry
 and its counter tokens, ``$min``/``$max`` of moments; see civicbus.mongo), so a replayed event changes nothing and
@@ -27,8 +28,8 @@ from civicbus.mongo import Increment, apply_increments, find_by_ids, upsert_by_i
 
 TICKET_VIEWS = "ticket_views"
 COUNTERS = "report_counters"
-HANDLING = "handling_times"
-READ_MODELS = (TICKET_VIEWS, COUNTERS, HANDLING)
+TICKET_FACTS = "ticket_facts"
+READ_MODELS = (TICKET_VIEWS, COUNTERS, TICKET_FACTS)
 DIMENSIONS = ("day", "unit", "area", "category", "source")
 
 
@@ -115,25 +116,32 @@ def notification_increments(result: NotificationResult, day: str) -> list[Increm
     return [_increment(day, None, result.recipient, result.event_id, **{outcome: 1})]
 
 
-def handling_update(event: TicketEvent) -> dict[str, Any] | None:
-    """The ticket's handling-time record (办理用时): first routed ($min) to last resolved ($max), with the unit that
-    resolved it — idempotent operators, so a replay changes nothing."""
+def facts_update(event: TicketEvent) -> dict[str, Any] | None:
+    """The ticket's facts: handling time (办理用时) from first routed ($min) to last resolved ($max), with the unit
+    that resolved it; and, for a ticket with an amount, its amounts as the event's snapshot has them. Idempotent
+    operators; a redelivery replays a suffix of the partition in order, so the last ``$set`` is the newest."""
     ticket = event.ticket
+    update: dict[str, dict[str, Any]] = {}
     if event.kind in (EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned) \
             and ticket.lead_unit and ticket.state is TicketState.routed:
-        return {"$min": {"routed_at": event.occurred_at}}
+        update["$min"] = {"routed_at": event.occurred_at}
     if event.kind is EventKind.ticket_resolved and ticket.resolved_at is not None:
-        return {"$max": {"resolved_at": ticket.resolved_at},
-                "$set": {"unit": ticket.lead_unit, "area": ticket.area, "category": ticket.category,
-                         "source": ticket.event_source}}
-    return None
+        update["$max"] = {"resolved_at": ticket.resolved_at}
+        update["$set"] = {"unit": ticket.lead_unit, "area": ticket.area, "category": ticket.category,
+                          "source": ticket.event_source}
+    if ticket.amount_involved is not None:
+        update.setdefault("$set", {}).update({
+            "amount_involved": ticket.amount_involved, "amount_recovered": ticket.amount_recovered,
+            "created_at": ticket.created_at, "now_resolved_at": ticket.resolved_at, "lead_unit": ticket.lead_unit,
+            "area": ticket.area, "category": ticket.category, "source": ticket.event_source})
+    return update or None
 
 
 class Projections:
     def __init__(self, db: AsyncDatabase, timezone: str) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
-        self._handling = db[HANDLING]
+        self._facts = db[TICKET_FACTS]
         self._zone = ZoneInfo(timezone)
         # Ticket events and notification results update the same views and counters (see civicbus.mongo).
         self._write_lock = asyncio.Lock()
@@ -144,7 +152,7 @@ class Projections:
         await self._views.create_index([("area", ASCENDING), ("created_at", DESCENDING)])
         await self._views.create_index([("state", ASCENDING)])
         await self._counters.create_index([("day", ASCENDING)])
-        await self._handling.create_index([("resolved_at", ASCENDING)])
+        await self._facts.create_index([("resolved_at", ASCENDING)])
 
     def day(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).date().isoformat()
@@ -172,7 +180,7 @@ class Projections:
         events = list(events)
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
-        handling: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        facts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         # The view keeps the newest snapshot: an older one (a replayed event) adds its timeline entry, if missing,
         # but does not overwrite. One consumer per ticket (events are keyed by ticket), so read-then-write is safe.
         versions = {
@@ -212,11 +220,11 @@ class Projections:
                     update["$max"] = _counts(ticket)
             updates[ticket.ticket_id].append(update)
             increments.extend(ticket_increments(event, self.day(event.occurred_at)))
-            if (handled := handling_update(event)) is not None:
-                handling[ticket.ticket_id].append(handled)
+            if (fact := facts_update(event)) is not None:
+                facts[ticket.ticket_id].append(fact)
         applied = await self._apply_to_views(updates)
         await apply_increments(self._counters, increments)
-        await self._apply_rounds(self._handling, handling)
+        await self._apply_rounds(self._facts, facts)
         return applied
 
     async def apply_notifications(self, results: Iterable[NotificationResult]) -> int:

@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,15 +25,16 @@ from civicbus.workcalendar import WorkingCalendar
 
 from .config import ReportingFile
 from .figures import COUNT_FIELDS, FigureBook, ranking, with_derived
-from .projections import COUNTERS, HANDLING, TICKET_VIEWS
+from .projections import COUNTERS, TICKET_FACTS, TICKET_VIEWS
 
 PeriodKind = Literal["day", "week", "month", "quarter", "custom"]
 Granularity = Literal["day", "week", "month"]
 Scope = Literal["unit", "area", "category"]
 
 
-class PeriodError(ValueError):
-    """A period that cannot be understood; the message is for the caller (Chinese, with the English beside)."""
+class ReportError(ValueError):
+    """A period, figure or granularity that cannot be understood; the message is for the caller (Chinese, with
+    the English beside)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Period:
         if kind == "quarter":
             first = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
             return cls(kind, first, _months_later(first, 3) - timedelta(days=1))
-        raise PeriodError(f"custom 周期须给出起止日期 (a custom period needs since and until), not {kind!r}")
+        raise ReportError(f"custom 周期须给出起止日期 (a custom period needs since and until), not {kind!r}")
 
     @classmethod
     def parse(cls, kind: PeriodKind = "week", at: date | None = None, since: date | None = None,
@@ -65,14 +66,14 @@ class Period:
         """The period of ``kind`` holding ``at`` (default today), or for ``custom`` the days since..until."""
         if kind == "custom":
             if since is None or until is None:
-                raise PeriodError("自定义周期须给出 since 和 until (a custom period needs since and until)")
+                raise ReportError("自定义周期须给出 since 和 until (a custom period needs since and until)")
             if since > until:
-                raise PeriodError(f"起始日期 {since} 晚于结束日期 {until} (since is after until)")
+                raise ReportError(f"起始日期 {since} 晚于结束日期 {until} (since is after until)")
             if (until - since).days > 3 * 366:
-                raise PeriodError("自定义周期最长三年 (a custom period spans at most three years)")
+                raise ReportError("自定义周期最长三年 (a custom period spans at most three years)")
             return cls("custom", since, until)
         if kind not in ("day", "week", "month", "quarter"):
-            raise PeriodError(f"未知周期 {kind!r} (unknown period); known: day, week, month, quarter, custom")
+            raise ReportError(f"未知周期 {kind!r} (unknown period); known: day, week, month, quarter, custom")
         return cls.containing(kind, at or today or date.today())
 
     @property
@@ -162,10 +163,10 @@ class Reports:
     REPORTING-CONTRACT.md / the API's OpenAPI)."""
 
     def __init__(self, db: AsyncDatabase, district: District, config: ReportingFile,
-                 now: Callable[[], datetime] = lambda: datetime.now(ZoneInfo("Asia/Shanghai"))) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
-        self._handling = db[HANDLING]
+        self._facts = db[TICKET_FACTS]
         self.book = FigureBook(config.satisfaction_weights)
         self._now = now
         self.use_district(district)
@@ -200,7 +201,7 @@ class Reports:
         start, end = Period("custom", since, until).bounds(self.zone)
         query = {"resolved_at": {"$gte": start, "$lt": end}, "routed_at": {"$exists": True}}
         handled = []
-        async for document in self._handling.find(query):
+        async for document in self._facts.find(query):
             duration = self.calendar.working_time_between(document["routed_at"], document["resolved_at"])
             handled.append({**document, "day": _day(document["resolved_at"], self.zone).isoformat(),
                             "hours": duration.total_seconds() / 3600})
@@ -266,25 +267,23 @@ class Reports:
     async def amounts(self, since: date, until: date,
                       where: ReportFilter) -> Callable[[Period], dict[str, float | int]]:
         """Amounts (涉及金额/追回金额, yuan; e.g. unpaid wages 欠薪 with category=labor.wage_arrears) of the tickets
-        that carry one: involved by the day the ticket was created, recovered by the day it was resolved. Read from
-        the ticket views (the ticket's amounts are its current ones, so a ticket resolved twice counts once, and one
-        sent back after an unsatisfied callback is not resolved).
-        Returns a function giving the totals of any period within since..until."""
+        that carry one, from the small ticket_facts documents: involved by the day the ticket was created,
+        recovered by the day it was resolved (its current resolution: a ticket resolved twice counts once, one sent
+        back after an unsatisfied callback or reopened is not resolved). ``unit`` is the lead unit. Returns a
+        function giving the totals of any period within since..until."""
         start, end = Period("custom", since, until).bounds(self.zone)
-        query = self._ticket_query(where)
-        query["$and"].append({"amount_involved": {"$gt": 0}})
-        query["$and"].append({"$or": [{"created_at": {"$gte": start, "$lt": end}},
-                                      {"resolved_at": {"$gte": start, "$lt": end}}]})
-        found = [view async for view in self._views.find(query, projection={
-            "created_at": 1, "resolved_at": 1, "amount_involved": 1, "amount_recovered": 1})]
+        query = {"amount_involved": {"$gt": 0}, "$or": [{"created_at": {"$gte": start, "$lt": end}},
+                                                        {"now_resolved_at": {"$gte": start, "$lt": end}}]}
+        found = [fact async for fact in self._facts.find(query)
+                 if where.matches({**fact, "unit": fact.get("lead_unit", "")})]
 
         def totals(period: Period) -> dict[str, float | int]:
             first, last = period.bounds(self.zone)
-            created = [view for view in found if first <= view["created_at"] < last]
-            resolved = [view for view in found
-                        if view.get("resolved_at") is not None and first <= view["resolved_at"] < last]
-            involved = sum(view["amount_involved"] for view in created)
-            recovered = sum(view.get("amount_recovered") or 0 for view in resolved)
+            created = [fact for fact in found if first <= fact["created_at"] < last]
+            resolved = [fact for fact in found
+                        if fact.get("now_resolved_at") is not None and first <= fact["now_resolved_at"] < last]
+            involved = sum(fact["amount_involved"] for fact in created)
+            recovered = sum(fact.get("amount_recovered") or 0 for fact in resolved)
             return {"tickets": len(created), "involved": round(involved, 2), "resolved_tickets": len(resolved),
                     "recovered": round(recovered, 2)}
 
@@ -295,7 +294,7 @@ class Reports:
         """Peers ranked best first by one figure: units (of one ``kind``), villages/communities, or root
         categories; within the other filters."""
         if rank_by not in self.book.by_code:
-            raise PeriodError(f"未知指标 {rank_by} (unknown figure); known: {', '.join(self.book.by_code)}")
+            raise ReportError(f"未知指标 {rank_by} (unknown figure); known: {', '.join(self.book.by_code)}")
         figure = self.book.by_code[rank_by]
         cells = await self._cells(period.since, period.until)
         handled = await self._handled(period.since, period.until)
@@ -342,7 +341,7 @@ class Reports:
                     where: ReportFilter = ReportFilter()) -> dict[str, Any]:
         """``points`` consecutive periods of ``granularity``, oldest first, the last one holding ``at``."""
         if granularity not in ("day", "week", "month"):
-            raise PeriodError(f"未知粒度 {granularity!r} (unknown granularity); known: day, week, month")
+            raise ReportError(f"未知粒度 {granularity!r} (unknown granularity); known: day, week, month")
         periods = [Period.containing(granularity, at or self.today())]
         while len(periods) < points:
             periods.append(periods[-1].previous())

@@ -94,7 +94,7 @@ async def test_replaying_the_ticket_topic_changes_no_figure_and_sends_no_message
 
     async def state() -> tuple:
         counters = sorted([*await mongo["report_counters"].find({}).to_list(None),
-                           *await mongo["handling_times"].find({}).to_list(None)], key=lambda document: document["_id"])
+                           *await mongo["ticket_facts"].find({}).to_list(None)], key=lambda document: document["_id"])
         views = sorted(await mongo["ticket_views"].find({}).to_list(None), key=lambda document: document["_id"])
         return counters, views, len(sink.received)
 

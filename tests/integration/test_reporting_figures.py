@@ -284,7 +284,7 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         return {"X-API-Key": await create_key(mongo, f"handcheck {role} {unit}", role, unit)}
 
     nantang, xixi = await key(Role.unit, "nantang"), await key(Role.unit, "xixi")
-    auditor, system = await key(Role.auditor), await key(Role.system)
+    auditor, system, nowhere = await key(Role.auditor), await key(Role.system), await key(Role.unit)
     week = {"period": "week", "at": "2026-11-04", "source": SOURCE}
     async with httpx.AsyncClient(base_url=base, timeout=15) as client:
         assert (await client.get(f"/v1/tickets/{BY_LABEL['T3'].id}", headers=nantang)).status_code == 404
@@ -294,6 +294,9 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
             "ticket.routed", "ticket.returned", "ticket.acknowledged"]
         listing = (await client.get("/v1/tickets", params={"source": SOURCE}, headers=nantang)).json()
         assert {item["ticket_id"] for item in listing["items"]} == {BY_LABEL["T2"].id, BY_LABEL["T4"].id}
+        assisted = (await client.get("/v1/tickets", params={"source": SOURCE, "category": "labor"},
+                                     headers=xixi)).json()
+        assert [item["ticket_id"] for item in assisted["items"]] == [BY_LABEL["T3"].id], "led by 劳动保障所, assisted"
         refused = await client.get("/v1/summary", params={**week, "unit": "xixi"}, headers=nantang)
         assert refused.status_code == 403 and "其他单位" in refused.json()["detail"]
         mine = (await client.get("/v1/summary", params=week, headers=nantang)).json()
@@ -304,6 +307,7 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
             "ticket_id"] == BY_LABEL["T0"].id
         assert (await client.get("/v1/summary", params=week, headers=auditor)).status_code == 200
         assert (await client.get("/v1/summary", params=week, headers=system)).status_code == 403
+        assert (await client.get("/v1/tickets", headers=nowhere)).status_code == 403, "a unit key without its unit"
         openapi = (await client.get("/openapi.json")).json()
         assert "example" in openapi["paths"]["/v1/summary"]["get"]["responses"]["200"]["content"]["application/json"]
 
@@ -317,7 +321,7 @@ async def _snapshot(reports: Reports) -> list[Any]:
 
 async def _documents(db) -> dict[str, list[dict]]:
     return {name: sorted(await db[name].find({}).to_list(None), key=lambda document: document["_id"])
-            for name in ("ticket_views", "report_counters", "handling_times")}
+            for name in ("ticket_views", "report_counters", "ticket_facts")}
 
 
 async def test_rebuilt_from_the_topics_gives_the_same_figures_and_a_second_replay_changes_nothing(

@@ -291,3 +291,12 @@ def test_variable_without_default_must_be_set(broken: Path, monkeypatch: pytest.
     path.write_text(path.read_text(encoding="utf-8").replace("name: 示范街道", "name: ${CIVICBUS_TEST_UNSET}"), "utf-8")
     message = load_error(broken)
     assert "district.yaml" in message and "CIVICBUS_TEST_UNSET is not set" in message
+
+
+def test_a_broken_reporting_file_names_the_entry_and_the_problem(tmp_path):
+    from services.reporting.config import load_reporting_config
+
+    (tmp_path / "reporting.yaml").write_text("version: 1\nsatisfaction_weights:\n  basically_satisfied: 1.5\n")
+    with pytest.raises(DistrictConfigError, match=r"reporting.yaml: satisfaction_weights.basically_satisfied"):
+        load_reporting_config(tmp_path)
+    assert load_reporting_config(tmp_path / "absent").satisfaction_weights.basically_satisfied == 1.0

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from services.reporting.report import Period, PeriodError
+from services.reporting.report import Period, ReportError
 
 
 @pytest.mark.parametrize(("kind", "since", "until", "label", "previous"), [
@@ -33,7 +33,7 @@ def test_a_custom_period_and_its_previous_of_the_same_length():
 
 def test_today_is_the_default_and_bad_periods_are_explained():
     assert Period.parse("day", today=date(2026, 3, 8)).since == date(2026, 3, 8)
-    with pytest.raises(PeriodError, match="since"):
+    with pytest.raises(ReportError, match="since"):
         Period.parse("custom", since=date(2026, 11, 1))
-    with pytest.raises(PeriodError, match="晚于"):
+    with pytest.raises(ReportError, match="晚于"):
         Period.parse("custom", since=date(2026, 11, 2), until=date(2026, 11, 1))
