@@ -24,7 +24,7 @@ from .exports import (
     weekly_html,
     weekly_workbook,
 )
-from .report import Period, PeriodError, ReportFilter, Reports
+from .report import Period, ReportError, ReportFilter, Reports
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 LeaderReader = Annotated[Principal, Depends(require_roles(Role.leader, Role.admin, Role.auditor))]
@@ -44,17 +44,21 @@ AtParam = Annotated[date | None, Query(description="a day of the week or quarter
 RankByParam = Annotated[str, Query(description="the figure of the rankings, e.g. satisfaction_rate")]
 
 
-async def _peer_rankings(reports: Reports, period: Period, where: FilterParam, rank_by: str) -> list[dict[str, Any]]:
+async def _peer_rankings(reports: Reports, period: Period, where: ReportFilter, rank_by: str) -> list[dict[str, Any]]:
     """One ranking per kind of unit (科室, 站所, 村, 社区): peers are compared with peers."""
-    try:
-        return [await reports.rankings("unit", period, where, kind, rank_by) for kind in UNIT_KIND_NAMES]
-    except PeriodError as error:
-        raise HTTPException(422, detail=str(error)) from error
+    return [await reports.rankings("unit", period, where, kind, rank_by) for kind in UNIT_KIND_NAMES]
 
 
 async def _weekly(request: Request, at: date | None, where: ReportFilter, rank_by: str) -> WeeklyReport:
     reports: Reports = request.app.state.reports
     period = reports.period("week", at)
+    try:
+        return await _weekly_of(reports, period, where, rank_by)
+    except ReportError as error:  # e.g. an unknown rank_by
+        raise HTTPException(422, detail=str(error)) from error
+
+
+async def _weekly_of(reports: Reports, period: Period, where: ReportFilter, rank_by: str) -> WeeklyReport:
     return WeeklyReport(
         district=reports.district.name,
         summary=await reports.summary(period, where),
@@ -93,8 +97,11 @@ async def quarterly_xlsx(request: Request, _: LeaderReader, where: FilterParam, 
     figures against the previous quarter."""
     reports: Reports = request.app.state.reports
     period = reports.period("quarter", at)
-    summary = await reports.summary(period, where)
-    rankings = await _peer_rankings(reports, period, where, rank_by)
+    try:
+        summary = await reports.summary(period, where)
+        rankings = await _peer_rankings(reports, period, where, rank_by)
+    except ReportError as error:
+        raise HTTPException(422, detail=str(error)) from error
     workbook = quarterly_workbook(reports.district.name, summary, rankings, datetime.now(reports.zone))
     label = summary["period"]["label"]
     return Response(workbook, media_type=XLSX_MEDIA_TYPE, headers={

@@ -217,16 +217,19 @@ async def test_quarterly_assessment_ranks_the_units_of_the_scenario(published, r
     assert stations["劳动保障所"][:4] == (1, "劳动保障所", 1, 1)
 
 
-async def test_exports_are_for_those_who_may_compare_units(published, reporting_url, mongo):
+async def test_exports_are_for_those_who_may_compare_units(published, reporting_url, mongo, api_key):
     unit_key = await create_key(mongo, "西溪村-dashboard-test", Role.unit, unit="xixi")
     async with httpx.AsyncClient(base_url=reporting_url, timeout=30) as client:
         refused = await client.get("/v1/exports/weekly.xlsx", headers={"X-API-Key": unit_key})
         anonymous = await client.get("/v1/exports/quarterly.xlsx")
+        unknown_figure = await client.get("/v1/exports/weekly.html", params={"rank_by": "happiness"},
+                                          headers={"X-API-Key": api_key})
         page = await client.get("/dashboard")
         echarts = await client.get("/dashboard/static/vendor/echarts.min.js")
         unknown = await client.get("/dashboard/static/dashboard.py")
     assert refused.status_code == 403 and "无权" in refused.json()["detail"]
     assert anonymous.status_code == 401
+    assert unknown_figure.status_code == 422 and "未知指标" in unknown_figure.json()["detail"]
     assert page.status_code == 200 and "示范街道基层治理事件中心" in page.text  # the page holds no data
     assert echarts.status_code == 200 and "echarts" in echarts.text[:2000].lower()
     assert unknown.status_code == 404
