@@ -266,8 +266,7 @@ function renderOverdue(overdue) {
 
 function trendQueries(summary) {
   const shape = TREND_SHAPE[summary.period.kind] || TREND_SHAPE.week;
-  const points = shape.points || Math.max(daysBetween(summary.period.since, summary.period.until),
-                                          daysBetween(summary.previous.since, summary.previous.until));
+  const points = shape.points || daysBetween(summary.period.since, summary.period.until);
   // 日: the last 7 days against the 7 before; otherwise this period against the previous one, point by point.
   const previousEnd = summary.period.kind === "day" ? shiftDays(summary.period.until, -7) : summary.previous.until;
   const common = {...filters, granularity: shape.granularity, points};
