@@ -27,3 +27,25 @@ if [ ! -f config/sample/models/classifier.joblib ] \
   .venv/bin/civicbus classifier train config/sample/training/work_orders.csv --text-column 内容 --label-column 类别 \
     --config config/sample --quiet >/dev/null
 fi
+# The dashboard's front-end dependencies (Apache ECharts, pinned in web/package-lock.json), shipped with the page
+# from services/reporting/static/vendor/ (not versioned: copied from node_modules; no CDN at run time).
+lock_stamp=web/node_modules/.civicbus-installed
+wanted_lock="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
+if [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$wanted_lock" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "error: the dashboard needs Node.js and npm (npm ci in web/)" >&2; exit 1; }
+  npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$wanted_lock" > "$lock_stamp"
+fi
+mkdir -p services/reporting/static/vendor
+cmp -s web/node_modules/echarts/dist/echarts.min.js services/reporting/static/vendor/echarts.min.js \
+  || cp web/node_modules/echarts/dist/echarts.min.js services/reporting/static/vendor/echarts.min.js
+# Chromium and a Chinese font for the dashboard's browser test (Playwright drives the Debian package; it never
+# downloads a browser; without a CJK font the page's screenshot shows boxes).
+if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+  else
+    echo "note: apt-get install chromium fonts-wqy-microhei as root; without /usr/bin/chromium the dashboard" \
+      "browser test skips" >&2
+  fi
+fi

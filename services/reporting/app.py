@@ -11,6 +11,8 @@ from civicbus.topics import NOTIFICATIONS, TICKETS
 
 from .api import router
 from .config import load_reporting_config
+from .dashboard import router as dashboard_router
+from .exports_api import router as exports_router
 from .handler import notification_results_handler, ticket_events_handler
 from .projections import Projections
 from .report import Reports
@@ -33,7 +35,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         runtime,
         title="civicbus reporting",
         description="Read models and the leaders' API: figures, rankings, trends, overdue lists, tickets with timelines (考核指标、排名、趋势、超期、工单).",
-        routers=[router],
+        routers=[router, dashboard_router, exports_router],
     )
     reports = Reports(runtime.db, runtime.district, config)
     runtime.on_district_change.append(reports.use_district)
