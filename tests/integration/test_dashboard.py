@@ -29,29 +29,20 @@ import uuid
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from openpyxl import load_workbook
 
 from civicbus.auth import Role, create_key
 from civicbus.events import (
-    CategoryEvidence,
     EventKind,
-    LocationEvidence,
     Repeat,
-    RoutingExplanation,
-    Severity,
-    Ticket,
-    TicketEvent,
-    TicketState,
 )
 
-from .conftest import eventually
+from .ticket_stories import TicketStory, publish_stories
 
 pytestmark = pytest.mark.integration
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -69,35 +60,15 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 10, day, hour, minute, tzinfo=SHANGHAI)
 
 
-class Story:
-    """One ticket's transitions, each a TicketEvent carrying the ticket as it is after it."""
-
+class Story(TicketStory):
     def __init__(self, label: str, category: str, category_name: str, area: str, lead: str, routed: datetime,
                  resolve_due: datetime) -> None:
-        self.ticket = Ticket(
-            ticket_id=f"SF-{label}-{SOURCE}", state=TicketState.routed, event_kind=EventKind.complaint_received,
-            event_source=SOURCE, source_event_id=str(uuid.uuid4()), title=f"{AREA_NAMES[area]}{category_name.split('/')[-1]}（{label}）",
-            content=f"{category_name}（驾驶舱场景 {label}）", severity=Severity.normal, category=category,
-            category_name=category_name, area=area, area_name=AREA_NAMES[area], created_at=routed,
-            lead_unit=lead, sign_for_due=routed.replace(hour=17, minute=30), resolve_due=resolve_due,
-            explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                           location=LocationEvidence(method="none")),
-        )
-        self.events: list[TicketEvent] = []
+        super().__init__(
+            f"SF-{label}-{SOURCE}", SOURCE, routed, title=f"{AREA_NAMES[area]}{category_name.split('/')[-1]}（{label}）",
+            content=f"{category_name}（驾驶舱场景 {label}）", category=category, category_name=category_name,
+            area=area, area_name=AREA_NAMES[area], lead_unit=lead, sign_for_due=routed.replace(hour=17, minute=30),
+            resolve_due=resolve_due)
         self.step(EventKind.ticket_routed, routed)
-
-    def step(self, kind: EventKind, moment: datetime, event: dict[str, Any] | None = None, **changes: Any) -> Story:
-        if self.events:
-            self.ticket = self.ticket.model_copy(update={**changes, "version": self.ticket.version + 1})
-        self.events.append(TicketEvent(kind=kind, source="civicbus.triage", occurred_at=moment, recorded_at=moment,
-                                       ticket=self.ticket, **(event or {})))
-        return self
-
-    def signed(self, moment: datetime) -> Story:
-        return self.step(EventKind.ticket_acknowledged, moment, state=TicketState.acknowledged, acknowledged_at=moment)
-
-    def resolved(self, moment: datetime) -> Story:
-        return self.step(EventKind.ticket_resolved, moment, state=TicketState.resolved, resolved_at=moment)
 
 
 DUST, STRAW = ("environment.dust", "生态环保/扬尘"), ("environment.straw", "生态环保/秸秆焚烧")
@@ -120,30 +91,10 @@ def scenario() -> list[Story]:
 LATE_ARRIVAL = Story("A6", *DUST, "yongfeng", "yongfeng", at(17, 9), at(30, 17, 30))  # 2026-10-30: overdue now too
 
 
-async def publish(stack, mongo, stories: list[Story]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for story in stories:
-            for event in story.events:
-                await producer.send_and_wait(f"{stack.prefix}civic.tickets", event.encode(),
-                                             key=event.partition_key.encode())
-    finally:
-        await producer.stop()
-    last_events = {story.ticket.ticket_id: story.events[-1].event_id for story in stories}
-
-    async def projected() -> bool:
-        views = await mongo["ticket_views"].find({"_id": {"$in": list(last_events)}}).to_list(None)
-        applied = {view["_id"]: {entry["event_id"] for entry in view.get("timeline", [])} for view in views}
-        return all(last in applied.get(ticket_id, set()) for ticket_id, last in last_events.items())
-
-    await eventually(projected, what="the dashboard scenario's events projected by the reporting service")
-
-
 @pytest.fixture(scope="module")
 async def published(stack, services, mongo) -> list[Story]:
     stories = scenario()
-    await publish(stack, mongo, stories)
+    await publish_stories(stack, mongo, stories, "the dashboard scenario's events")
     return stories
 
 
@@ -317,7 +268,7 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
             # One more ticket arrives: the page shows it at its next refresh, without reloading.
             await page.evaluate("window.notReloaded = true")
             loads = int(await page.get_attribute("body", "data-loads"))
-            await publish(stack, mongo, [LATE_ARRIVAL])
+            await publish_stories(stack, mongo, [LATE_ARRIVAL], "the late ticket")
             await page.wait_for_function(
                 "document.querySelector('.kpi[data-code=\"created\"]').dataset.value === '6'", timeout=60_000)
             assert await page.evaluate("window.notReloaded") is True

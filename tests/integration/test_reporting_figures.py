@@ -35,21 +35,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from civicbus.auth import Role, create_key
 from civicbus.district import load_district
 from civicbus.events import (
     Callback,
-    CategoryEvidence,
     EventKind,
-    LocationEvidence,
     Repeat,
-    RoutingExplanation,
     Satisfaction,
-    Severity,
-    Ticket,
-    TicketEvent,
     TicketState,
 )
 from civicbus.settings import DEFAULT_CONFIG_DIR
@@ -57,7 +50,7 @@ from services.reporting.config import load_reporting_config
 from services.reporting.rebuild import rebuild, replay
 from services.reporting.report import Period, ReportFilter, Reports
 
-from .conftest import eventually
+from .ticket_stories import TicketStory, publish_stories
 
 pytestmark = pytest.mark.integration
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -71,34 +64,14 @@ def at(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
-class Story:
-    """One ticket's transitions, each a TicketEvent carrying the ticket as it is after it."""
-
+class Story(TicketStory):
     names = {"xixi": "西溪村", "nantang": "南塘村"}
 
     def __init__(self, label: str, category: str, category_name: str, area: str, created: datetime,
                  **fields: Any) -> None:
-        self.ticket = Ticket(
-            ticket_id=f"SF-{label}-{SOURCE}", version=1, state=TicketState.routed,
-            event_kind=EventKind.complaint_received, event_source=SOURCE, source_event_id=str(uuid.uuid4()),
-            title=f"{label} {category_name}", content=f"{category_name}（核算场景 {label}）", severity=Severity.normal,
-            category=category, category_name=category_name, area=area, area_name=self.names.get(area, ""),
-            created_at=created,
-            explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                           location=LocationEvidence(method="none")),
-            **fields,
-        )
-        self.events: list[TicketEvent] = []
-
-    def step(self, kind: EventKind, moment: datetime, event: dict[str, Any] | None = None, **changes: Any) -> Story:
-        self.ticket = self.ticket.model_copy(update={**changes, "version": self.ticket.version + 1})
-        self.events.append(TicketEvent(kind=kind, source="civicbus.triage", occurred_at=moment, recorded_at=moment,
-                                       ticket=self.ticket, **(event or {})))
-        return self
-
-    @property
-    def id(self) -> str:
-        return self.ticket.ticket_id
+        super().__init__(f"SF-{label}-{SOURCE}", SOURCE, created, title=f"{label} {category_name}",
+                         content=f"{category_name}（核算场景 {label}）", category=category,
+                         category_name=category_name, area=area, area_name=self.names.get(area, ""), **fields)
 
 
 def scenario() -> list[Story]:
@@ -166,23 +139,7 @@ BY_LABEL = {story.id.split("-")[1]: story for story in STORIES}
 
 @pytest.fixture(scope="module")
 async def published(stack, services, mongo) -> list[Story]:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for story in STORIES:
-            for event in story.events:
-                await producer.send_and_wait(f"{stack.prefix}civic.tickets", event.encode(),
-                                             key=event.partition_key.encode())
-    finally:
-        await producer.stop()
-    last_events = {story.id: story.events[-1].event_id for story in STORIES}
-
-    async def projected() -> bool:
-        views = await mongo["ticket_views"].find({"event_source": SOURCE}).to_list(None)
-        applied = {view["_id"]: {entry["event_id"] for entry in view.get("timeline", [])} for view in views}
-        return all(last in applied.get(ticket_id, set()) for ticket_id, last in last_events.items())
-
-    await eventually(projected, what="the scenario's events projected by the reporting service")
+    await publish_stories(stack, mongo, STORIES, "the scenario's events")
     return STORIES
 
 
