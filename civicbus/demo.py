@@ -242,6 +242,8 @@ async def run_demo(console: Console, keep_running: bool) -> int:
             console.print(f"全街道：工单 {total['created']} 件，其中待人工派单 {total['manual']} 件。")
             console.print(f"API 密钥 (demo key): {headers['X-API-Key']}    reporting: {_url('reporting', '/docs')}")
             if keep_running:
+                # The key travels in the URL fragment, which the browser never sends to the server.
+                console.print(f"数据驾驶舱 (dashboard): {_url('reporting', '/dashboard')}#key={headers['X-API-Key']}")
                 console.print("服务保持运行，按 Ctrl-C 结束 (services keep running; Ctrl-C stops them)")
                 await asyncio.Event().wait()
         return 0
