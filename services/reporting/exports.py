@@ -33,7 +33,7 @@ COUNT_NAMES: dict[str, str] = {
     "closed": "结案",
     "returned": "退单",
     "overdue_resolve": "办结超期",
-    "repeats": "重复件",
+    "repeats": "合并重复事件",  # repeated complaints (重复件) and alarms merged into a storm ticket
     "reopened": "反弹",
     "supervised": "督办",
 }
