@@ -622,8 +622,13 @@ class District:
         return self.leaders[self.units[unit_id].leader]
 
 
-def _expand_env(text: str) -> str:
-    """``${NAME:-default}`` in a file becomes the environment's value (deployments point webhooks elsewhere)."""
+_ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(:-([^}]*))?\}")
+
+
+def _expand_env(data: Any) -> Any:
+    """``${NAME:-default}`` in a string value becomes the environment's value (deployments point webhooks elsewhere
+    and keep secrets out of the files). Values are expanded after parsing, so a comment is never expanded and a
+    secret holding ``#`` or ``: `` cannot change the file's structure."""
 
     def replace(found: re.Match[str]) -> str:
         name, default = found.group(1), found.group(3)
@@ -634,15 +639,21 @@ def _expand_env(text: str) -> str:
             return default
         return value
 
-    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(:-([^}]*))?\}", replace, text)
+    if isinstance(data, str):
+        return _ENV_REFERENCE.sub(replace, data)
+    if isinstance(data, dict):
+        return {key: _expand_env(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_expand_env(value) for value in data]
+    return data
 
 
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise DistrictConfigError(f"{path}: file not found")
     try:
-        text = _expand_env(path.read_text(encoding="utf-8"))
-        return orjson.loads(text) if path.suffix in (".json", ".geojson") else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+        return _expand_env(orjson.loads(text) if path.suffix in (".json", ".geojson") else yaml.safe_load(text))
     except DistrictConfigError as error:
         raise DistrictConfigError(f"{path}: {error}") from error
     except (UnicodeDecodeError, yaml.YAMLError, orjson.JSONDecodeError) as error:

@@ -293,6 +293,17 @@ def test_variable_without_default_must_be_set(broken: Path, monkeypatch: pytest.
     assert "district.yaml" in message and "CIVICBUS_TEST_UNSET is not set" in message
 
 
+def test_comments_are_not_expanded_and_values_cannot_change_the_structure(
+    broken: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CIVICBUS_TEST_UNSET", raising=False)
+    monkeypatch.setenv("CIVICBUS_TEST_NAME", "示范街道 # 测试: {x}")
+    path = broken / "district.yaml"
+    text = path.read_text(encoding="utf-8").replace("name: 示范街道", "name: ${CIVICBUS_TEST_NAME}")
+    path.write_text("# set ${CIVICBUS_TEST_UNSET} in production\n" + text, "utf-8")
+    assert load_district(broken).name == "示范街道 # 测试: {x}"
+
+
 def test_a_broken_reporting_file_names_the_entry_and_the_problem(tmp_path):
     from services.reporting.config import load_reporting_config
 
