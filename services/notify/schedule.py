@@ -1,8 +1,10 @@
-"""Pure time arithmetic of notify: minute buckets, reminders, escalation steps, quiet hours and the rate limit."""
+"""Pure time arithmetic of notify: reminders, escalation steps, quiet hours, the rate limit and retry delays."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -82,3 +84,11 @@ class RateLimiter:
         """When the window has room again (the oldest send in it leaves)."""
         sent = self._sent.get(channel)
         return sent[0] + self.WINDOW if sent else now
+
+
+def retry_delay(attempts_made: int, base_s: float, max_s: float, draw: Callable[[], float] = random.random) -> timedelta:
+    """How long to wait before the next attempt after ``attempts_made`` failed ones: exponential backoff (``base_s``,
+    doubling, at most ``max_s``) with "equal jitter" — between half and all of it, so a receiver that is down gets
+    real rest and the retries of many messages do not hit it in step."""
+    backoff = min(max_s, base_s * 2 ** (attempts_made - 1))
+    return timedelta(seconds=backoff * (0.5 + draw() / 2))

@@ -1,4 +1,5 @@
-"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit; and notify.yaml's checks."""
+"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit, retry delays; and notify.yaml's
+checks."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.notify.schedule import (
     overdue_text,
     quiet_until,
     reminder_times,
+    retry_delay,
 )
 
 from .test_district_config import SAMPLE, broken, edit_yaml, load_error  # noqa: F401 - fixture
@@ -93,6 +95,14 @@ def test_rate_limiter_allows_twenty_a_minute_then_frees_a_slot_per_send_leaving_
     assert not limiter.acquire("ding", 20, T0 + timedelta(seconds=60.5))
     assert limiter.acquire("other", 20, T0)  # each channel has its own window
     assert all(limiter.acquire("mail", None, T0) for _ in range(100))  # no limit configured
+
+
+def test_retry_delays_double_up_to_the_cap_with_at_least_half_of_each_backoff():
+    shortest = [retry_delay(made, 30, 600, draw=lambda: 0.0).total_seconds() for made in range(1, 8)]
+    longest = [retry_delay(made, 30, 600, draw=lambda: 1.0).total_seconds() for made in range(1, 8)]
+    assert longest == [30, 60, 120, 240, 480, 600, 600]
+    assert shortest == [value / 2 for value in longest]
+    assert 15 <= retry_delay(1, 30, 600).total_seconds() <= 30  # the real draw stays within the bounds
 
 
 def test_minute_buckets_and_overdue_text():
