@@ -45,6 +45,7 @@ NOTIFICATIONS_COLLECTION = "notifications"
 DIGESTS = "notify_digests"
 TIMERS = "notify_timers"
 RETRY_CLAIMS = "notify_retry_claims"
+RATES = "notify_rates"
 # Sent, given up on, or in a timer's hands (a digest, a retry): a redelivered transition sends none of these.
 SETTLED_STATES = ("delivered", "failed", "held", "retrying")
 CHANNEL_ADAPTER: TypeAdapter[Channel] = TypeAdapter(Channel)
@@ -106,6 +107,7 @@ class DeliveryPipeline:
         self._adapters = adapters
         self._clock = clock
         self._limiter = RateLimiter()
+        self._rate_lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_rates at a time
         self._slots = asyncio.Semaphore(settings.concurrency)
 
     async def run(self, deliveries: Sequence[Delivery]) -> tuple[list[NotificationResult], set[str]]:
@@ -125,14 +127,17 @@ class DeliveryPipeline:
         quiet_end = quiet_until(now, self._district.notify.quiet_hours, self._zone)
         held: list[tuple[Delivery, datetime, str]] = []
         to_send: list[Delivery] = []
-        for delivery in pending:
-            name = channel_id(delivery.channel)
-            if quiet_end is not None and not delivery.urgent:
-                held.append((delivery, quiet_end, "免打扰时段暂存的消息"))
-            elif self._limiter.acquire(name, delivery.channel.rate_per_minute, now) or delivery.covers:
-                to_send.append(delivery)  # a digest goes out even in a full window: it is what prevents a ban
-            else:
-                held.append((delivery, self._limiter.free_at(name, now), "发送过于频繁，合并发送"))
+        async with self._rate_lock:
+            await self._load_rates(pending)
+            for delivery in pending:
+                name = channel_id(delivery.channel)
+                if quiet_end is not None and not delivery.urgent:
+                    held.append((delivery, quiet_end, "免打扰时段暂存的消息"))
+                elif self._limiter.acquire(name, delivery.channel.rate_per_minute, now) or delivery.covers:
+                    to_send.append(delivery)  # a digest goes out even in a full window: it is what prevents a ban
+                else:
+                    held.append((delivery, self._limiter.free_at(now), "发送过于频繁，合并发送"))
+            await self._store_rates(now)
         await asyncio.gather(*(self._attempt(delivery) for delivery in to_send))
         # A robot that says "too many" (another sender shares it) gets a digest in a minute, not retries now.
         held.extend((delivery, now + timedelta(minutes=1), "发送过于频繁，合并发送")
@@ -150,6 +155,28 @@ class DeliveryPipeline:
         if fallbacks:
             results.extend((await self.run(fallbacks))[0])
         return results
+
+    async def _load_rates(self, pending: Sequence[Delivery]) -> None:
+        """The per-minute send counts of the rate-limited channels about to be used, as every sender stored them
+        (``notify_rates``, ``_id`` = ``rate:<channel>``, a field per minute): a restart does not forget the minute's
+        sends, and replicas see each other's as of their last batch. Two replicas that read the same count at the
+        same moment may still both send up to the limit (FerretDB has no atomic conditional increment); the robot's
+        own "too many" answer then sends the rest to a digest."""
+        channels = {channel_id(delivery.channel) for delivery in pending if delivery.channel.rate_per_minute}
+        if channels:
+            stored = await find_by_ids(self._db[RATES], [f"rate:{channel}" for channel in channels])
+            for channel in channels:
+                self._limiter.load(channel, stored.get(f"rate:{channel}", {}))
+
+    async def _store_rates(self, now: datetime) -> None:
+        """Add this batch's sends to the stored counts and drop the minutes the window no longer needs."""
+        updates: dict[str, dict[str, Any]] = {}
+        for channel, minutes in self._limiter.take_added().items():
+            updates[f"rate:{channel}"] = {"$inc": minutes}
+            if expired := self._limiter.expired(channel, now):
+                updates[f"rate:{channel}"]["$unset"] = dict.fromkeys(expired, "")
+        if updates:
+            await upsert_by_id(self._db[RATES], updates)
 
     async def retry(self, entries: Sequence[str], now: datetime) -> list[NotificationResult]:
         """Make the retries of the ``retry|attempt|due|key`` timer entries that are due at ``now``."""

@@ -21,7 +21,9 @@ from civicbus.events import EventKind, NotificationResult
 from civicbus.mongo import find_by_ids
 from civicbus.topics import TICKETS
 from civicbus.webhook_sink import WebhookSink
+from services.notify.channels import channel_id
 from services.notify.messages import MessageRenderer
+from services.notify.schedule import RateLimiter
 
 from .conftest import Stack, eventually, read_topic
 from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config
@@ -235,6 +237,37 @@ async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest
     [digest] = sink.to("/robot/ding-jianshe")[before:]
     assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
     assert event.ticket.ticket_id in digest.body["markdown"]["text"]
+
+
+async def test_a_restart_does_not_forget_the_sends_the_rate_limit_counted_this_minute(setup, db):
+    notify, sink, _ = setup
+    notify.clock.advance(minutes=5)
+    before = len(sink.to("/robot/ding-jianshe"))
+    events = [ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+              for _ in range(20)]
+    await notify.publish(events)
+    await eventually(lambda: asyncio.sleep(0, result=len(sink.to("/robot/ding-jianshe")) - before == 20),
+                     what="20 messages, the minute's limit")
+    robot = load_district(notify.config_dir).units["jianshe"].channels[0]
+    rates = await db["notify_rates"].find_one({"_id": f"rate:{channel_id(robot)}"})
+    minute = RateLimiter.field(notify.clock.now)
+    assert rates[minute] == 20
+    assert [name for name in rates if name.startswith("m")] == [minute], "the earlier tests' minutes were dropped"
+
+    await notify.stop()
+    await notify.start()  # a new process: nothing in memory
+    late = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+    await notify.publish([late])
+
+    async def held() -> bool:
+        document = await notification(db, f"{late.event_id}:jianshe:0")
+        return bool(document and document["status"] == "held")
+
+    await eventually(held, what="the 21st message of the minute held for a digest")
+    assert len(sink.to("/robot/ding-jianshe")) - before == 20
+    await notify.tick(notify.clock.advance(minutes=2))
+    [digest] = sink.to("/robot/ding-jianshe")[before + 20:]
+    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
 
 
 async def rewind(notify: NotifyUnderTest) -> None:
