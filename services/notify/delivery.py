@@ -265,7 +265,8 @@ class DeliveryPipeline:
                 delivery.attempts.append({"at": started, "result": "ok", "detail": ""})
                 delivery.status = "delivered"
                 delivery.error = ""
-        if delivery.status != "rate_limited":  # that one is counted as held, with the digest it goes into
+        # An outcome once per message: a refused one counts as held (with its digest), a retried one when settled.
+        if delivery.status not in ("rate_limited", "retrying"):
             NOTIFICATIONS.labels(delivery.channel.type, delivery.status).inc()
 
     async def _file_timers(self, held: Sequence[tuple[Delivery, datetime, str]], retries: Sequence[Delivery],
