@@ -12,8 +12,10 @@ its due time; the timer tick makes the attempt, claimed under its own ``_id`` in
 repeated tick, a restart or a second replica does not make it twice. The last failure does what a failure in the
 batch does: ``notification.failed`` and the fallback channels.
 
-Held messages wait in digest documents (``notify_digests``, ``_id`` = flush minute, channel and recipient) filed in
-the minute buckets of ``notify_timers``; the timer loop sends each as one digest (消息汇总) when it is due.
+A channel's rate limit counts its sends per minute in ``notify_rates`` (``_id`` = ``rate:<channel>``), read and
+written once per batch, so that a restart does not forget them. Held messages wait in digest documents
+(``notify_digests``, ``_id`` = flush minute, channel and recipient) filed in the minute buckets of ``notify_timers``;
+the timer loop sends each as one digest (消息汇总) when it is due.
 """
 
 from __future__ import annotations

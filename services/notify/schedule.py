@@ -65,7 +65,7 @@ class RateLimiter:
     """At most ``limit`` messages per channel in any 60 seconds, estimated from per-minute counts (a sliding window
     counter: this minute's sends plus the share of the previous minute's that is still inside the window). Counts
     are per channel and minute so that the pipeline can keep them in MongoDB: loaded before a batch's sends and the
-    new ones stored after, a restart or another replica sees them (see ``DeliveryPipeline._limit``)."""
+    new ones stored after, a restart or another replica sees them (``DeliveryPipeline._load_rates``)."""
 
     WINDOW = timedelta(minutes=1)
 
@@ -109,7 +109,8 @@ class RateLimiter:
         return sorted(name for name in self._counts[channel] if name < oldest)
 
 
-def retry_delay(attempts_made: int, base_s: float, max_s: float, draw: Callable[[], float] = random.random) -> timedelta:
+def retry_delay(attempts_made: int, base_s: float, max_s: float,
+                draw: Callable[[], float] = random.random) -> timedelta:
     """How long to wait before the next attempt after ``attempts_made`` failed ones: exponential backoff (``base_s``,
     doubling, at most ``max_s``) with "equal jitter" — between half and all of it, so a receiver that is down gets
     real rest and the retries of many messages do not hit it in step."""
