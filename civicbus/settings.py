@@ -93,9 +93,11 @@ class NotifySettings(ServiceSettings):
 
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=4, ge=1, description="delivery attempts before a notification fails")
-    retry_base_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles with jitter")
+    retry_base_s: float = Field(default=30.0, gt=0, description="delay before the second attempt (a timer); doubles "
+                                "per attempt up to retry_max_s, with jitter")
     concurrency: int = Field(default=50, ge=1, description="deliveries in flight at once")
     timer_tick_s: float = Field(default=15.0, gt=0, description="how often reminders, escalations, digests are due")
+    retry_max_s: float = Field(default=600.0, gt=0, description="longest delay between two delivery attempts")
 
 
 class ReportingSettings(ServiceSettings):

@@ -1,13 +1,16 @@
-"""Pure time arithmetic of notify: minute buckets, reminders, escalation steps, quiet hours and the rate limit."""
+"""Pure time arithmetic of notify: reminders, escalation steps, quiet hours, the rate limit and retry delays."""
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import random
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from civicbus.district import EscalationPolicy, QuietHours
+from civicbus.scheduling import minute_id
 
 
 def reminder_times(start: datetime, due: datetime, fractions: list[float]) -> list[tuple[float, datetime]]:
@@ -59,26 +62,57 @@ def overdue_text(minutes: float) -> str:
 
 
 class RateLimiter:
-    """At most ``limit`` messages per channel in any 60 seconds (a sliding window). In memory, per notify
-    instance: what it refuses is not lost but digested, and a restart costs at most one window's worth."""
+    """At most ``limit`` messages per channel in any 60 seconds, estimated from per-minute counts (a sliding window
+    counter: this minute's sends plus the share of the previous minute's that is still inside the window). Counts
+    are per channel and minute so that the pipeline can keep them in MongoDB: loaded before a batch's sends and the
+    new ones stored after, a restart or another replica sees them (``DeliveryPipeline._load_rates``)."""
 
     WINDOW = timedelta(minutes=1)
 
     def __init__(self) -> None:
-        self._sent: dict[str, deque[datetime]] = defaultdict(deque)
+        self._counts: dict[str, dict[str, int]] = defaultdict(dict)  # channel → {"m<minute id>": sends}
+        self._added: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    @staticmethod
+    def field(moment: datetime) -> str:
+        return f"m{minute_id(moment)}"
+
+    def load(self, channel: str, counts: Mapping[str, int]) -> None:
+        """Take the stored counts of ``channel`` (every sender's) as they are now."""
+        self._counts[channel] = {name: int(count) for name, count in counts.items() if name.startswith("m")}
 
     def acquire(self, channel: str, limit: int | None, now: datetime) -> bool:
         if limit is None:
             return True
-        sent = self._sent[channel]
-        while sent and sent[0] <= now - self.WINDOW:
-            sent.popleft()
-        if len(sent) >= limit:
+        counts = self._counts[channel]
+        minute, previous = self.field(now), self.field(now - self.WINDOW)
+        still_inside = 1 - (now.second + now.microsecond / 1_000_000) / 60
+        if counts.get(minute, 0) + counts.get(previous, 0) * still_inside + 1 > limit:
             return False
-        sent.append(now)
+        counts[minute] = counts.get(minute, 0) + 1
+        self._added[channel][minute] += 1
         return True
 
-    def free_at(self, channel: str, now: datetime) -> datetime:
-        """When the window has room again (the oldest send in it leaves)."""
-        sent = self._sent.get(channel)
-        return sent[0] + self.WINDOW if sent else now
+    def free_at(self, now: datetime) -> datetime:
+        """When the sends counted now have left the window."""
+        return now + self.WINDOW
+
+    def take_added(self) -> dict[str, dict[str, int]]:
+        """The sends acquired since the last call, per channel and minute field, to store."""
+        added = {channel: dict(minutes) for channel, minutes in self._added.items()}
+        self._added.clear()
+        return added
+
+    def expired(self, channel: str, now: datetime) -> list[str]:
+        """The minute fields of ``channel`` older than the window needs: to remove from the stored document."""
+        oldest = self.field(now - self.WINDOW)
+        return sorted(name for name in self._counts[channel] if name < oldest)
+
+
+def retry_delay(attempts_made: int, base_s: float, max_s: float,
+                draw: Callable[[], float] = random.random) -> timedelta:
+    """How long to wait before the next attempt after ``attempts_made`` failed ones: exponential backoff (``base_s``,
+    doubling, at most ``max_s``) with "equal jitter" — between half and all of it, so a receiver that is down gets
+    real rest and the retries of many messages do not hit it in step."""
+    backoff = min(max_s, base_s * 2 ** (attempts_made - 1))
+    return timedelta(seconds=backoff * (0.5 + draw() / 2))

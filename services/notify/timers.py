@@ -1,5 +1,5 @@
-"""Timers that survive restarts: reminders before deadlines (到期提醒), escalation after them (超期升级) and the
-sending of held digests (消息汇总).
+"""Timers that survive restarts: reminders before deadlines (到期提醒), escalation after them (超期升级), the
+sending of held digests (消息汇总) and the retries of failed deliveries.
 
 Like triage's overdue sweep, timers are entries in minute buckets (``notify_timers``, ``_id`` = the minute, e.g.
 ``202611251030``): a tick reads, by ``_id``, the few buckets since the last tick (FerretDB pushes down only exact
@@ -49,7 +49,7 @@ DEADLINE_SETTERS = {EventKind.ticket_routed, EventKind.ticket_returned, EventKin
 @dataclass(frozen=True)
 class Timer:
     """One entry of a minute bucket: ``remind|ticket|deadline|fraction|due|at`` or ``escalate|ticket|deadline|step|
-    due|at``; held digests are ``digest|<digest id>``."""
+    due|at``; held digests are ``digest|<digest id>``, retries ``retry|attempt|due|<notification key>``."""
 
     kind: str
     ticket_id: str
@@ -79,6 +79,7 @@ class Timers:
         self._renderer = MessageRenderer(district)
         self._zone = ZoneInfo(district.timezone)
         self._lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_tickets at a time
+        self._tick_lock = asyncio.Lock()  # one tick at a time (the loop's and one a test or admin calls)
 
     def plan(self, ticket: Ticket, since: datetime) -> list[Timer]:
         """The reminders and escalation steps of a ticket whose deadlines were set at ``since``."""
@@ -127,14 +128,19 @@ class Timers:
                                                   for minute, entries in buckets.items()})
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Send what is due up to ``now``: reminders, escalation steps, held digests. Returns the results published."""
-        now = now or self._clock()
+        """Send what is due up to ``now``: reminders, escalation steps, held digests, retries. Returns the results
+        published."""
+        async with self._tick_lock:
+            return await self._tick(now or self._clock())
+
+    async def _tick(self, now: datetime) -> int:
         state = await self._db[STATE].find_one({"_id": STATE_ID}) or {}
         since = state.get("ticked_until", now - FIRST_LOOK_BACK) - OVERLAP
         buckets = await find_by_ids(self._db[TIMERS], minutes_between(since, now))
         entries = sorted({entry for bucket in buckets.values() for entry in bucket.get("entries", [])})
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
-        timers = [timer for timer in map(Timer.parse, (e for e in entries if not e.startswith("digest|")))
+        retries = [entry for entry in entries if entry.startswith("retry|")]
+        timers = [timer for timer in map(Timer.parse, (e for e in entries if e.startswith(("remind|", "escalate|"))))
                   if timer.at <= now]
         snapshots = await find_by_ids(self._db[TICKETS], {timer.ticket_id for timer in timers})
         tickets = {ticket_id: Ticket.model_validate(document["ticket"]) for ticket_id, document in snapshots.items()}
@@ -142,7 +148,8 @@ class Timers:
                       for delivery in self.deliveries(timer, tickets[timer.ticket_id], now)]
         daily_day, daily = await self.daily_digests(now)
         results, _ = await self._pipeline.run([*deliveries, *daily])
-        results.extend(await self._pipeline.flush_digests(digests))
+        results.extend(await self._pipeline.flush_digests(digests, now))
+        results.extend(await self._pipeline.retry(retries, now))
         if daily_day:
             await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
         await self._publisher.publish(NOTIFICATIONS, results)

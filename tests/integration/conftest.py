@@ -115,13 +115,17 @@ async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningSer
     return RunningService(name, f"http://127.0.0.1:{settings.http_port}", app, server, task)
 
 
+# Notify retries on its timer tick: seconds, not the production minutes, for the flow tests on real time.
+OVERRIDES: dict[str, dict[str, Any]] = {"notify": {"retry_base_s": 0.5, "retry_max_s": 2.0, "timer_tick_s": 1.0}}
+
+
 @pytest.fixture(scope="session")
 async def services(
     stack: Stack, sink: WebhookSink, mongo: AsyncDatabase, api_key: str
 ) -> AsyncIterator[dict[str, RunningService]]:
     running = {}
     for name in ("intake", "triage", "notify", "reporting"):
-        running[name] = await start_service(stack, name)
+        running[name] = await start_service(stack, name, **OVERRIDES.get(name, {}))
     await _warm_up(running, mongo, api_key)
     yield running
     for service in running.values():

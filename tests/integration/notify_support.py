@@ -147,7 +147,7 @@ class NotifyUnderTest:
         settings = NotifySettings(
             kafka_bootstrap=self.bootstrap, mongo_url=self.mongo_url, mongo_db=self.db_name,
             topic_prefix=self.prefix, config_dir=self.config_dir, http=HttpSettings(port=free_port()),
-            retry_base_s=0.05, timer_tick_s=3600,  # the tests tick themselves, on simulated time
+            retry_base_s=60, retry_max_s=240, timer_tick_s=3600,  # the tests tick themselves, on simulated time
         )
         self.app = create_app(settings, clock=self.clock)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.http_port,

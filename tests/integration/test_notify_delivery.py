@@ -1,6 +1,6 @@
 """Notify's channels against real local receivers: exact robot, mail and SMS bodies (with the DingTalk and Feishu
-signatures), retries, a final failure to the fallback channel, a burst digested under DingTalk's rate limit, and no
-duplicate after a restart mid-stream."""
+signatures), retries on the timer (not in the batch), a final failure to the fallback channel, a burst digested under
+DingTalk's rate limit, and no duplicate after a restart mid-stream or between two attempts."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from civicbus.events import EventKind, NotificationResult
 from civicbus.mongo import find_by_ids
 from civicbus.topics import TICKETS
 from civicbus.webhook_sink import WebhookSink
+from services.notify.channels import channel_id
 from services.notify.messages import MessageRenderer
+from services.notify.schedule import RateLimiter
 
 from .conftest import Stack, eventually, read_topic
 from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config
@@ -102,39 +104,88 @@ async def test_every_channel_gets_its_exact_format_with_personal_data_masked(set
     assert mail.get_content().rstrip("\n") == message.text
 
 
-async def test_a_failing_receiver_gets_the_message_on_a_later_attempt_and_every_attempt_is_recorded(setup, db):
-    notify, sink, _ = setup
-    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="sifa", leader="liwenhua")
-    sink.fail_first = 2
-    await notify.publish([event])
-    [message] = await eventually(received(sink, "/robot/sifa"), what="the message after two failures")
-    assert message.body["ticket_id"] == event.ticket.ticket_id
-    document = await db["notifications"].find_one({"_id": f"{event.event_id}:sifa:0"})
-    assert document["status"] == "delivered"
-    assert [attempt["result"] for attempt in document["attempts"]] == ["http_error", "http_error", "ok"]
+async def notification(db, key: str) -> dict:
+    return await db["notifications"].find_one({"_id": key})
 
 
-async def test_a_final_failure_is_published_and_goes_to_the_fallback_channel(setup, db, stack):
-    notify, sink, _ = setup
-    sink.failing_paths.add("/robot/gone")
-    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="shiwu")
-    await notify.publish([event])
-    [fallback] = await eventually(received(sink, "/fallback/duty"), what="the message at the fallback channel")
-    assert fallback.body["title"] == "【通知失败】【新工单】拖欠工资"
-    assert fallback.body["text"].startswith("【示范街道·通知失败】发给社会事务办公室的通知未能送达（HTTP 503")
-    document = await db["notifications"].find_one({"_id": f"{event.event_id}:shiwu:0"})
-    assert document["status"] == "failed" and len(document["attempts"]) == 4
-
+def results_for(notify: NotifyUnderTest, stack, ticket_id: str, count: int):
+    """A check for ``eventually``: the ``count`` results notify published for the ticket."""
     topic_stack = Stack(stack.bootstrap, stack.mongo_url, notify.prefix, notify.db_name)
 
     async def results() -> list[NotificationResult] | None:
         found = [NotificationResult.model_validate_json(record.value)
                  for record in await read_topic(topic_stack, "civic.notifications")]
-        mine = [result for result in found if result.ticket_id == event.ticket.ticket_id]
-        return mine if len(mine) == 2 else None
+        mine = [result for result in found if result.ticket_id == ticket_id]
+        return mine if len(mine) >= count else None
 
-    outcome = {(result.recipient, result.kind) for result in await eventually(results, what="two results")}
-    assert outcome == {("shiwu", EventKind.notification_failed), ("fallback", EventKind.notification_delivered)}
+    return results
+
+
+async def test_a_receiver_that_is_down_holds_up_nothing_and_its_final_failure_goes_to_the_fallback(setup, db, stack):
+    notify, sink, _ = setup
+    sink.failing_paths.add("/robot/gone")
+    # One record, two messages: to shiwu (down) and to sifa (up). The old inline retries kept the batch, so the
+    # partition, waiting for every attempt to shiwu before sifa's result was published.
+    new = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="shiwu")
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, ticket=new.ticket, assist_units=["sifa"])
+    failing = f"{event.event_id}:shiwu:0"
+    await notify.publish([event])
+    [delivered] = await eventually(results_for(notify, stack, event.ticket.ticket_id, 1), what="sifa's result")
+    assert (delivered.recipient, delivered.kind) == ("sifa", EventKind.notification_delivered)
+    document = await notification(db, failing)
+    assert document["status"] == "retrying" and [attempt["result"] for attempt in document["attempts"]] == [
+        "http_error"], "the batch made one attempt and left the rest to the timer"
+    assert document["retry"]["title"] == "【新工单】拖欠工资" and not sink.to("/fallback/duty")
+
+    for attempts in (2, 3, 4):
+        await notify.tick(notify.clock.advance(minutes=5))
+        document = await notification(db, failing)
+        assert len(document["attempts"]) == attempts
+    assert document["status"] == "failed" and "retry" not in document
+    [fallback] = await eventually(received(sink, "/fallback/duty"), what="the message at the fallback channel")
+    assert fallback.body["title"] == "【通知失败】【新工单】拖欠工资"
+    assert fallback.body["text"].startswith("【示范街道·通知失败】发给社会事务办公室的通知未能送达（HTTP 503")
+
+    found = await eventually(results_for(notify, stack, event.ticket.ticket_id, 3), what="three results")
+    outcome = {(result.recipient, result.kind, result.attempts) for result in found}
+    assert outcome == {("sifa", EventKind.notification_delivered, 1), ("shiwu", EventKind.notification_failed, 4),
+                       ("fallback", EventKind.notification_delivered, 1)}
+    await notify.tick(notify.clock.advance(minutes=5))
+    assert len((await notification(db, failing))["attempts"]) == 4 and len(sink.to("/fallback/duty")) == 1, \
+        "a message given up on stays given up"
+
+
+async def test_retries_come_on_the_timer_in_order_and_every_attempt_is_recorded(setup, db, stack):
+    notify, sink, _ = setup
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="sifa", leader="liwenhua")
+    key = f"{event.event_id}:sifa:0"
+    mine = lambda: [item for item in sink.to("/robot/sifa")  # noqa: E731
+                    if item.body["ticket_id"] == event.ticket.ticket_id]
+    sink.fail_first = 2
+    await notify.publish([event])
+
+    async def retrying() -> dict | None:
+        document = await notification(db, key)
+        return document if document and document["status"] == "retrying" else None
+
+    document = await eventually(retrying, what="the first attempt failed and a retry planned")
+    assert [attempt["result"] for attempt in document["attempts"]] == ["http_error"]
+    await notify.tick(notify.clock.now)
+    assert len((await notification(db, key))["attempts"]) == 1, "the retry waits for its backoff"
+
+    await notify.tick(notify.clock.advance(minutes=5))
+    document = await notification(db, key)
+    assert document["status"] == "retrying" and [a["result"] for a in document["attempts"]] == ["http_error"] * 2
+    await notify.tick(notify.clock.advance(minutes=5))
+    document = await notification(db, key)
+    assert document["status"] == "delivered"
+    assert [attempt["result"] for attempt in document["attempts"]] == ["http_error", "http_error", "ok"]
+    [message] = mine()
+    assert message.body["ticket_id"] == event.ticket.ticket_id
+    [result] = await eventually(results_for(notify, stack, event.ticket.ticket_id, 1), what="the result")
+    assert (result.kind, result.attempts) == (EventKind.notification_delivered, 3)
+    await notify.tick(notify.clock.advance(minutes=5))
+    assert len(mine()) == 1
 
 
 async def test_a_burst_beyond_the_dingtalk_limit_becomes_one_digest_not_a_ban(setup, db):
@@ -188,6 +239,37 @@ async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest
     assert event.ticket.ticket_id in digest.body["markdown"]["text"]
 
 
+async def test_a_restart_does_not_forget_the_sends_the_rate_limit_counted_this_minute(setup, db):
+    notify, sink, _ = setup
+    notify.clock.advance(minutes=5)
+    before = len(sink.to("/robot/ding-jianshe"))
+    events = [ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+              for _ in range(20)]
+    await notify.publish(events)
+    await eventually(lambda: asyncio.sleep(0, result=len(sink.to("/robot/ding-jianshe")) - before == 20),
+                     what="20 messages, the minute's limit")
+    robot = load_district(notify.config_dir).units["jianshe"].channels[0]
+    rates = await db["notify_rates"].find_one({"_id": f"rate:{channel_id(robot)}"})
+    minute = RateLimiter.field(notify.clock.now)
+    assert rates[minute] == 20
+    assert [name for name in rates if name.startswith("m")] == [minute], "the earlier tests' minutes were dropped"
+
+    await notify.stop()
+    await notify.start()  # a new process: nothing in memory
+    late = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+    await notify.publish([late])
+
+    async def held() -> bool:
+        document = await notification(db, f"{late.event_id}:jianshe:0")
+        return bool(document and document["status"] == "held")
+
+    await eventually(held, what="the 21st message of the minute held for a digest")
+    assert len(sink.to("/robot/ding-jianshe")) - before == 20
+    await notify.tick(notify.clock.advance(minutes=2))
+    [digest] = sink.to("/robot/ding-jianshe")[before + 20:]
+    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+
+
 async def rewind(notify: NotifyUnderTest) -> None:
     """Set notify's committed offsets back to the start: as if it had crashed before committing anything."""
     topic = f"{notify.prefix}civic.tickets"
@@ -223,3 +305,41 @@ async def test_a_restart_mid_stream_with_everything_redelivered_sends_nothing_tw
     counts = Counter(item.body["ticket_id"] for item in sink.to("/robot/xinfang"))
     assert len(counts) == 40 and set(counts.values()) == {1}
     assert consumed("notify", "civic.tickets", "duplicate") - duplicates >= 20, "the first 20 really came again"
+
+
+async def test_a_restart_between_two_attempts_neither_loses_the_retry_nor_sends_twice(setup, db, stack):
+    notify, sink, _ = setup
+    sink.failing_paths.add("/robot/sifa")
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="sifa", leader="liwenhua")
+    key = f"{event.event_id}:sifa:0"
+    mine = lambda: [item for item in sink.to("/robot/sifa")  # noqa: E731
+                    if item.body["ticket_id"] == event.ticket.ticket_id]
+    await notify.publish([event])
+
+    async def retrying() -> bool:
+        document = await notification(db, key)
+        return bool(document and document["status"] == "retrying")
+
+    await eventually(retrying, what="the first attempt failed and a retry planned")
+    await notify.stop()
+    sink.failing_paths.discard("/robot/sifa")  # the receiver is back while notify is down
+    await rewind(notify)  # and the record comes again, with every other one of this module
+    records = len(await read_topic(Stack(stack.bootstrap, stack.mongo_url, notify.prefix, notify.db_name),
+                                   "civic.tickets"))
+    duplicates = consumed("notify", "civic.tickets", "duplicate")
+    await notify.start()
+
+    await eventually(lambda: asyncio.sleep(0, result=consumed("notify", "civic.tickets", "duplicate") - duplicates
+                                           >= records), timeout=90, what="every record redelivered and recognised")
+    document = await notification(db, key)
+    assert document["status"] == "retrying" and len(document["attempts"]) == 1 and not mine(), \
+        "the redelivered record left the message to its retry timer"
+
+    await notify.tick(notify.clock.advance(minutes=5))
+    document = await notification(db, key)
+    assert document["status"] == "delivered"
+    assert [attempt["result"] for attempt in document["attempts"]] == ["http_error", "ok"]
+    await notify.tick(notify.clock.advance(minutes=5))
+    assert len(mine()) == 1
+    [result] = await eventually(results_for(notify, stack, event.ticket.ticket_id, 1), what="the result")
+    assert (result.kind, result.attempts) == (EventKind.notification_delivered, 2)

@@ -1,4 +1,5 @@
-"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit; and notify.yaml's checks."""
+"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit, retry delays; and notify.yaml's
+checks."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.notify.schedule import (
     overdue_text,
     quiet_until,
     reminder_times,
+    retry_delay,
 )
 
 from .test_district_config import SAMPLE, broken, edit_yaml, load_error  # noqa: F401 - fixture
@@ -84,15 +86,34 @@ def test_quiet_hours_within_one_day():
     assert quiet_until(local(23, 0), quiet, SHANGHAI) is None
 
 
-def test_rate_limiter_allows_twenty_a_minute_then_frees_a_slot_per_send_leaving_the_window():
+def test_rate_limiter_allows_twenty_a_minute_and_counts_the_previous_minute_by_its_share_in_the_window():
     limiter = RateLimiter()
     sent = [limiter.acquire("ding", 20, T0 + timedelta(seconds=second)) for second in range(25)]
     assert sent == [True] * 20 + [False] * 5
-    assert limiter.free_at("ding", T0 + timedelta(seconds=30)) == T0 + timedelta(minutes=1)
-    assert limiter.acquire("ding", 20, T0 + timedelta(seconds=60))  # the first send left the window
-    assert not limiter.acquire("ding", 20, T0 + timedelta(seconds=60.5))
+    assert limiter.free_at(T0 + timedelta(seconds=30)) == T0 + timedelta(seconds=90)
+    # One minute on, the 20 sends of the previous minute still count whole; half a minute on, half of them.
+    assert not limiter.acquire("ding", 20, T0 + timedelta(seconds=60))
+    assert [limiter.acquire("ding", 20, T0 + timedelta(seconds=90)) for _ in range(11)] == [True] * 10 + [False]
     assert limiter.acquire("other", 20, T0)  # each channel has its own window
     assert all(limiter.acquire("mail", None, T0) for _ in range(100))  # no limit configured
+    assert limiter.take_added() == {"ding": {"m202611250100": 20, "m202611250101": 10}, "other": {"m202611250100": 1}}
+    assert limiter.take_added() == {}
+
+
+def test_the_rate_limit_counts_what_other_senders_stored():
+    limiter = RateLimiter()
+    limiter.load("ding", {"_id": "rate:ding", "m202611250100": 18, "m202611250040": 3})
+    assert [limiter.acquire("ding", 20, T0 + timedelta(seconds=10)) for _ in range(3)] == [True, True, False]
+    assert limiter.expired("ding", T0 + timedelta(seconds=10)) == ["m202611250040"]
+    assert limiter.take_added() == {"ding": {"m202611250100": 2}}
+
+
+def test_retry_delays_double_up_to_the_cap_with_at_least_half_of_each_backoff():
+    shortest = [retry_delay(made, 30, 600, draw=lambda: 0.0).total_seconds() for made in range(1, 8)]
+    longest = [retry_delay(made, 30, 600, draw=lambda: 1.0).total_seconds() for made in range(1, 8)]
+    assert longest == [30, 60, 120, 240, 480, 600, 600]
+    assert shortest == [value / 2 for value in longest]
+    assert 15 <= retry_delay(1, 30, 600).total_seconds() <= 30  # the real draw stays within the bounds
 
 
 def test_minute_buckets_and_overdue_text():
