@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -54,7 +54,7 @@ class Stack:
             mongo_url=self.mongo_url,
             mongo_db=self.db_name,
             topic_prefix=self.prefix,
-            http=HttpSettings(port=_free_port()),
+            http=HttpSettings(port=free_port()),
             **overrides,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,14 +36,10 @@ from civicbus.kafka import create_topics
 from civicbus.settings import HttpSettings, NotifySettings
 from services.notify.app import create_app
 
+from .conftest import free_port
+
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 SMTP_USER, SMTP_PASSWORD = "notify", "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
