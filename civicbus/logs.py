@@ -13,10 +13,13 @@ from typing import Any
 
 import structlog
 
-# Mainland mobile numbers, landlines with area code, and 18-digit resident ID numbers (身份证号).
-_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)\d{3,4}(\d{4})(?!\d)")
+# Mainland mobile numbers, landlines with area code, and 18-digit resident ID numbers (身份证号). A number glued to
+# a Latin letter or digit is part of an identifier, not personal data: a work-order number such as
+# SF202611250571234567 (date + hex digest, all digits about once in a hundred) must stay readable.
+_EDGE_BEFORE, _EDGE_AFTER = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])"
+_ID_NUMBER = re.compile(_EDGE_BEFORE + r"(\d{6})\d{8}(\d{3}[\dXx])" + _EDGE_AFTER)
+_MOBILE = re.compile(_EDGE_BEFORE + r"(1[3-9]\d)\d{4}(\d{4})" + _EDGE_AFTER)
+_LANDLINE = re.compile(_EDGE_BEFORE + r"(0\d{2,3}-?)\d{3,4}(\d{4})" + _EDGE_AFTER)
 
 
 def mask_personal_data(text: str) -> str:
