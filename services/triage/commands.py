@@ -79,7 +79,14 @@ class CommandHandler:
         for command_id, command in commands.items():
             if command_id in decided:
                 outcome.duplicates += 1
-                to_publish.extend(TicketEvent.model_validate(event) for event in decided[command_id]["events"])
+                replayed = [TicketEvent.model_validate(event) for event in decided[command_id]["events"]]
+                to_publish.extend(replayed)
+                holder = stored.get(command.ticket_id)
+                if decided[command_id]["status"] == "applied" and holder is not None \
+                        and command_id not in holder.applied_commands:
+                    # Decided, but the ticket was not written before a crash: later commands of this batch act on
+                    # the ticket as this one left it, not as it was before.
+                    current[command.ticket_id] = replayed[-1].ticket
                 continue
             events = []
             try:
@@ -113,7 +120,7 @@ class CommandHandler:
     ) -> None:
         """Write each ticket's state after its applied commands, once: a command the ticket already remembers is
         not applied again."""
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, Ticket] = {}
         applied: dict[str, list[str]] = {}
         for command_id, command in commands.items():
             record = records.get(command_id)  # none for a command that failed (dead-lettered)
@@ -122,10 +129,10 @@ class CommandHandler:
                     or command_id in holder.applied_commands:
                 continue
             applied.setdefault(command.ticket_id, []).append(command_id)
-            latest[command.ticket_id] = record["events"][-1]["ticket"]
+            latest[command.ticket_id] = Ticket.model_validate(record["events"][-1]["ticket"])
         operations = []
-        for ticket_id, snapshot in latest.items():
-            fields = {name: value for name, value in Ticket.model_validate(snapshot).model_dump(mode="python").items()
+        for ticket_id, ticket in latest.items():
+            fields = {name: value for name, value in ticket.model_dump(mode="python").items()
                       if name not in _NOT_SET_BY_COMMANDS}
             operations.append(UpdateOne(
                 {"_id": ticket_id},
@@ -133,8 +140,8 @@ class CommandHandler:
                  "$addToSet": {"applied_commands": {"$each": applied[ticket_id]}}},
             ))
         await bulk_write(self._tickets, operations)
-        moved = [ticket for ticket_id, snapshot in latest.items()
-                 if ((ticket := Ticket.model_validate(snapshot)).sign_for_due, ticket.resolve_due)
+        moved = [ticket for ticket_id, ticket in latest.items()
+                 if (ticket.sign_for_due, ticket.resolve_due)
                  != (stored[ticket_id].ticket.sign_for_due, stored[ticket_id].ticket.resolve_due)]
         await file_deadlines(self._tickets.database, moved)  # 改派, 延期, 反弹… put them in new buckets
 

@@ -271,3 +271,35 @@ async def test_the_figures_follow_the_loop(http, services, mongo, keys):
                                                                "unit": "laobao"})).json()
     assert wages["amounts"]["involved"] >= 45000 and wages["amounts"]["recovered"] >= 45000, "欠薪 amounts counted"
     assert [item["value"] for item in body["items"]] == sorted((item["value"] for item in body["items"]), reverse=True)
+
+
+async def test_a_command_decided_before_a_crash_is_the_ground_for_the_next_one(http, services, mongo):
+    """Triage recorded its decision on a sign-for but crashed before writing the ticket; the sign-for comes again
+    with a resolve in the same batch: the resolve applies to the signed ticket, and both are on it."""
+    from civicbus.district import load_district
+    from civicbus.events import Action, Actor, TicketCommand
+    from civicbus.kafka import Consumed
+    from civicbus.settings import DEFAULT_CONFIG_DIR
+    from services.triage.commands import CommandHandler
+    from services.triage.decide import TriageEngine
+
+    ticket = await _new_ticket(http, services, mongo, f"拖欠农民工工资三个月 {uuid.uuid4().hex[:4]}")
+    ticket_id = ticket["ticket_id"]
+    before_crash = await mongo["tickets"].find_one({"_id": ticket_id})
+    engine = TriageEngine(load_district(DEFAULT_CONFIG_DIR))
+    handler = CommandHandler(lambda: engine, TicketStore(mongo), services["triage"].app.state.runtime.publisher,
+                             mongo)
+    actor = Actor(name="劳动保障所 张三", role="unit", unit=ticket["lead_unit"])
+    sign_for = TicketCommand(source="test", ticket_id=ticket_id, action=Action.sign_for, actor=actor)
+    resolve = TicketCommand(source="test", ticket_id=ticket_id, action=Action.resolve, actor=actor, result="已追回")
+
+    await handler([Consumed(sign_for, None)])
+    await mongo["tickets"].replace_one({"_id": ticket_id}, before_crash)  # the ticket's write was lost
+    outcome = await handler([Consumed(sign_for, None), Consumed(resolve, None)])
+
+    assert outcome.duplicates == 1 and not outcome.failed
+    stored = await mongo["tickets"].find_one({"_id": ticket_id})
+    assert stored["state"] == "resolved" and stored["acknowledged_at"] is not None
+    assert set(stored["applied_commands"]) >= {sign_for.event_id, resolve.event_id}
+    decision = await mongo["command_results"].find_one({"_id": resolve.event_id})
+    assert decision["status"] == "applied"
