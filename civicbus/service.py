@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -65,9 +66,18 @@ class Runtime:
 
 
 def _config_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    return tuple(
-        (path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in sorted(folder.iterdir()) if path.is_file()
-    )
+    """Every file of the folder and its sub-folders (a retrained model in ``models/``, a platform's mapping in
+    ``upstream/``), by modification time and size. A file that vanishes while it is read (an editor's temporary
+    file) is left out rather than ending the watch."""
+    stamp = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            stamp.append((str(path.relative_to(folder)), status.st_mtime_ns, status.st_size))
+    return tuple(stamp)
 
 
 async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
@@ -77,7 +87,11 @@ async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
     stamp = _config_stamp(folder)
     while True:
         await asyncio.sleep(interval)
-        current = _config_stamp(folder)
+        try:
+            current = _config_stamp(folder)
+        except OSError as error:  # the folder itself briefly away (a deployment swapping it): look again later
+            log.warning("配置目录暂不可读 (configuration folder unreadable)", error=str(error))
+            continue
         if current == stamp:
             continue
         stamp = current
