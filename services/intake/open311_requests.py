@@ -72,11 +72,10 @@ class RequestStore:
         async with self.lock:
             # Only Open311 requests are recorded; look-ups by _id (FerretDB pushes nothing else down).
             found = await find_by_ids(self.collection, latest, {"ticket_version": 1})
-            status_changes = [
-                UpdateOne({"_id": request_id}, {"$set": self._status(latest[request_id])})
-                for request_id, document in found.items()
-                if document.get("ticket_version", 0) < latest[request_id].ticket.version
-            ]
+            changed = {request_id for request_id, document in found.items()
+                       if document.get("ticket_version", 0) < latest[request_id].ticket.version}
+            status_changes = [UpdateOne({"_id": request_id}, {"$set": self._status(latest[request_id])})
+                              for request_id in changed]
             # One update per transition and request, by a deterministic id: a replayed batch adds nothing.
             await insert_missing(self.updates, {
                 f"{item.event.event_id}:{request_id}": self._update(request_id, item.event)
@@ -86,10 +85,17 @@ class RequestStore:
                 if request_id in found
             })
             await bulk_write(self.collection, status_changes)
-        return BatchOutcome(duplicates=len(found) - len(status_changes))
+        # A record is a duplicate when it concerns Open311 requests and changed none of them (counted per record:
+        # one ticket event may carry several requests, its source and its 重复件).
+        return BatchOutcome(duplicates=sum(
+            1 for item in batch
+            if (mine := found.keys() & set(self._request_ids(item.event))) and not mine & changed))
 
     @staticmethod
     def _request_ids(event: TicketEvent) -> tuple[str, ...]:
+        # Open311 requests become complaints: alarm and inspection tickets (alarm storms) cost no look-up.
+        if event.ticket.event_kind is not EventKind.complaint_received:
+            return ()
         return (event.ticket.source_event_id, *(repeat.event_id for repeat in event.ticket.repeats))
 
     def _update(self, request_id: str, event: TicketEvent) -> dict[str, Any]:

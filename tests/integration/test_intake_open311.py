@@ -181,3 +181,34 @@ async def test_a_posted_request_is_routed_and_followed_to_closed(http, services,
     assert [node.findtext("status") for node in mine] == ["open", "in_progress", "fixed"]
     assert "已更换灯泡" in mine[-1].findtext("description")
     assert len({node.findtext("update_id") for node in mine}) == 3
+
+
+async def test_following_tickets_counts_records_not_requests(mongo):
+    """One ticket event can carry two Open311 requests (its source and a 重复件): a redelivered record is one
+    duplicate, not two — a count above the batch would break the consumer's accounting and replay it forever."""
+    from types import SimpleNamespace
+
+    from civicbus.district import load_district
+    from civicbus.events import EventKind, Repeat
+    from civicbus.kafka import Consumed
+    from civicbus.settings import DEFAULT_CONFIG_DIR
+    from services.intake.open311_requests import RequestStore
+
+    from .ticket_stories import TicketStory
+
+    store = RequestStore(SimpleNamespace(db=mongo, district=load_district(DEFAULT_CONFIG_DIR)))
+    source, repeat = f"o311-{uuid.uuid4().hex}", f"o311-{uuid.uuid4().hex}"
+    for request_id in (source, repeat):
+        assert await store.record(request_id, {"status": "open", "ticket_version": 0})
+    now = datetime.now().astimezone()
+    story = TicketStory(f"SF-{source}", "open311", now, title="路灯不亮", content="路灯不亮", lead_unit="jianshe",
+                        category="urban.roads", category_name="城市管理/道路设施")
+    story.ticket = story.ticket.model_copy(update={"source_event_id": source,
+                                                   "repeats": [Repeat(event_id=repeat, at=now)]})
+    story.step(EventKind.ticket_routed, now)
+    record = Consumed(story.events[-1], None)
+
+    assert (await store.follow_tickets([record])).duplicates == 0
+    assert (await store.follow_tickets([record])).duplicates == 1
+    followed = await mongo["open311_requests"].find_one({"_id": repeat})
+    assert followed["ticket_version"] == story.ticket.version and followed["status"] == "open"
