@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -81,6 +81,8 @@ class CommandAnswer(BaseModel):
     message_en: str = ""
 
 
+# The kernel's limit on a ticket id: a longer one is refused here with 422, not found broken inside the handler.
+TicketId = Annotated[str, Path(min_length=1, max_length=64, description="工单号 (ticket id)")]
 CommandId = Annotated[
     str | None, Header(alias="Command-Id", max_length=100, description="idempotency key of the command")
 ]
@@ -109,7 +111,8 @@ async def _send(
         **{name: value for name, value in fields.items() if value is not None},
     )
     results = runtime.db[COMMAND_RESULTS]
-    record = await results.find_one({"_id": command.event_id})
+    # Only a Command-Id the caller chose can have been decided already; a fresh id cannot.
+    record = await results.find_one({"_id": command.event_id}) if command_id else None
     if record is None:
         try:
             await runtime.publisher.publish(COMMANDS, [command])
@@ -131,66 +134,66 @@ def _route(path: str, summary: str):  # noqa: ANN202 - a route decorator
 
 
 @_route("/tickets/{ticket_id}/sign-for", "Sign for a ticket (签收)")
-async def sign_for(ticket_id: str, body: CommandBody, request: Request, principal: CurrentPrincipal,
+async def sign_for(ticket_id: TicketId, body: CommandBody, request: Request, principal: CurrentPrincipal,
                    command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.sign_for, principal, command_id, note=body.note)
 
 
 @_route("/tickets/{ticket_id}/return", "Return a misrouted ticket (退单)")
-async def return_ticket(ticket_id: str, body: ReturnBody, request: Request, principal: CurrentPrincipal,
+async def return_ticket(ticket_id: TicketId, body: ReturnBody, request: Request, principal: CurrentPrincipal,
                         command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.return_, principal, command_id, note=body.note,
                        return_reason=body.reason)
 
 
 @_route("/tickets/{ticket_id}/extension-requests", "Ask for more time (申请延期)")
-async def request_extension(ticket_id: str, body: ExtensionRequestBody, request: Request,
+async def request_extension(ticket_id: TicketId, body: ExtensionRequestBody, request: Request,
                             principal: CurrentPrincipal, command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.request_extension, principal, command_id, note=body.note,
                        extension_until=body.until)
 
 
 @_route("/tickets/{ticket_id}/extension-decisions", "Grant or deny an extension (延期审批)")
-async def decide_extension(ticket_id: str, body: ExtensionDecisionBody, request: Request,
+async def decide_extension(ticket_id: TicketId, body: ExtensionDecisionBody, request: Request,
                            principal: CurrentPrincipal, command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.decide_extension, principal, command_id, note=body.note,
                        grant=body.grant)
 
 
 @_route("/tickets/{ticket_id}/notes", "Add a progress note (办理进展)")
-async def add_note(ticket_id: str, body: CommandBody, request: Request, principal: CurrentPrincipal,
+async def add_note(ticket_id: TicketId, body: CommandBody, request: Request, principal: CurrentPrincipal,
                    command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.add_note, principal, command_id, note=body.note)
 
 
 @_route("/tickets/{ticket_id}/resolve", "Report the ticket done (办结)")
-async def resolve(ticket_id: str, body: ResolveBody, request: Request, principal: CurrentPrincipal,
+async def resolve(ticket_id: TicketId, body: ResolveBody, request: Request, principal: CurrentPrincipal,
                   command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.resolve, principal, command_id, note=body.note,
                        result=body.result, attachments=body.attachments, amount_recovered=body.amount_recovered)
 
 
 @_route("/tickets/{ticket_id}/callback", "Record the citizen's callback (回访)")
-async def record_callback(ticket_id: str, body: CallbackBody, request: Request, principal: CurrentPrincipal,
+async def record_callback(ticket_id: TicketId, body: CallbackBody, request: Request, principal: CurrentPrincipal,
                           command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.record_callback, principal, command_id, note=body.note,
                        resolved=body.resolved, satisfaction=body.satisfaction)
 
 
 @_route("/tickets/{ticket_id}/supervise", "Supervise a ticket (督办)")
-async def supervise(ticket_id: str, body: CommandBody, request: Request, principal: CurrentPrincipal,
+async def supervise(ticket_id: TicketId, body: CommandBody, request: Request, principal: CurrentPrincipal,
                     command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.supervise, principal, command_id, note=body.note)
 
 
 @_route("/tickets/{ticket_id}/reopen", "Reopen a resolved or closed ticket (重新打开 / 反弹)")
-async def reopen(ticket_id: str, body: CommandBody, request: Request, principal: CurrentPrincipal,
+async def reopen(ticket_id: TicketId, body: CommandBody, request: Request, principal: CurrentPrincipal,
                  command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.reopen, principal, command_id, note=body.note)
 
 
 @_route("/tickets/{ticket_id}/reassign", "Reassign to another unit (改派)")
-async def reassign(ticket_id: str, body: ReassignBody, request: Request, principal: CurrentPrincipal,
+async def reassign(ticket_id: TicketId, body: ReassignBody, request: Request, principal: CurrentPrincipal,
                    command_id: CommandId = None) -> JSONResponse:
     return await _send(request, ticket_id, Action.reassign, principal, command_id, note=body.note, unit=body.unit)
 

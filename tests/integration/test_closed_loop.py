@@ -215,6 +215,8 @@ async def test_every_refusal_reaches_the_caller_through_the_real_pipeline(http, 
     assert moved.status_code == 200 and moved.json()["state"] == "routed"
     stored = await mongo["tickets"].find_one({"_id": ticket_id})
     assert stored["lead_unit"] == "sifa" and stored["pending_extension"] is None
+    too_long = await _command(http, services, "SF" + "9" * 70, "sign-for", keys["laobao"])
+    assert too_long.status_code == 422 and "ticket_id" in too_long.text, "a clear error, not a 500"
 
 
 async def test_upstream_systems_may_send_commands_straight_to_kafka(http, services, mongo, stack):
