@@ -1,19 +1,27 @@
-"""Timers that survive restarts, shared by triage's overdue sweep and notify's reminders and escalations.
+"""Timers that survive restarts, shared by triage's overdue sweep and notify's reminders, escalations, retries and
+digests.
 
-A deadline is filed in a *minute bucket*, a document whose ``_id`` is its minute (UTC): a tick reads the buckets
-of the minutes since the last tick by ``_id`` — the only filter FerretDB v1 pushes down — instead of querying every
-ticket by due date.
+A timer is an entry filed in a *minute bucket*, a document whose ``_id`` is its minute (UTC): a tick reads the
+buckets of the minutes since the last tick by ``_id`` — the only filter FerretDB v1 pushes down — instead of
+querying every ticket by due date. A tick looks back a little further than its last watermark (``OVERLAP``), so a
+late write or a crashed tick is caught; entries must therefore be harmless to see twice (callers claim them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
+from pymongo.asynchronous.collection import AsyncCollection
+
 from civicbus.logs import get_logger
+from civicbus.mongo import find_by_ids, upsert_by_id
 
 log = get_logger(__name__)
+OVERLAP = timedelta(minutes=5)  # each tick looks back this far behind its watermark
+FIRST_LOOK_BACK = timedelta(days=1)  # how far the very first tick looks
 
 
 def minute_id(moment: datetime) -> str:
@@ -29,6 +37,40 @@ def minutes_between(start: datetime, end: datetime) -> list[str]:
         ids.append(minute_id(moment))
         moment += timedelta(minutes=1)
     return ids
+
+
+class MinuteBuckets:
+    """One timer store: its buckets, and the watermark (``field`` of document ``state_id``) of the ticks done."""
+
+    def __init__(self, buckets: AsyncCollection, state: AsyncCollection, state_id: str, field: str) -> None:
+        self._buckets = buckets
+        self._state = state
+        self._state_id = state_id
+        self._field = field
+        # FerretDB v1 updates are read-modify-write: two writers of one bucket could lose an entry.
+        self._write_lock = asyncio.Lock()
+
+    async def file(self, entries: Iterable[tuple[datetime, str]], now: datetime) -> None:
+        """File each entry in the bucket of its time — or of ``now`` when that time has passed: a timer filed late
+        (after an outage, behind a backlog) must land where the next tick looks, not in a minute already swept."""
+        by_minute: dict[str, set[str]] = defaultdict(set)
+        for at, entry in entries:
+            by_minute[minute_id(max(at, now))].add(entry)
+        if by_minute:
+            async with self._write_lock:
+                await upsert_by_id(self._buckets, {minute: {"$addToSet": {"entries": {"$each": sorted(names)}}}
+                                                   for minute, names in by_minute.items()})
+
+    async def entries_due(self, now: datetime) -> set[str]:
+        """Every entry of the buckets from the last tick (less ``OVERLAP``) up to ``now``."""
+        state = await self._state.find_one({"_id": self._state_id}) or {}
+        since = state.get(self._field, now - FIRST_LOOK_BACK) - OVERLAP
+        buckets = await find_by_ids(self._buckets, minutes_between(since, now))
+        return {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
+
+    async def ticked(self, now: datetime) -> None:
+        """Move the watermark to ``now`` (never back)."""
+        await upsert_by_id(self._state, {self._state_id: {"$max": {self._field: now}}})
 
 
 async def run_periodically(tick: Callable[[], Awaitable[int]], interval_s: float, what: str) -> None:

@@ -36,7 +36,7 @@ from civicbus.district import Channel, District
 from civicbus.events import EventKind, NotificationResult, derived_event_id
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
-from civicbus.scheduling import minute_id
+from civicbus.scheduling import MinuteBuckets, minute_id
 from civicbus.settings import NotifySettings
 
 from .channels import ChannelAdapter, DeliveryError, SendContext, channel_id
@@ -46,6 +46,8 @@ from .schedule import RateLimiter, quiet_until, retry_delay
 NOTIFICATIONS_COLLECTION = "notifications"
 DIGESTS = "notify_digests"
 TIMERS = "notify_timers"
+STATE = "notify_state"
+TIMERS_STATE_ID = "timers"
 RETRY_CLAIMS = "notify_retry_claims"
 RATES = "notify_rates"
 # Sent, given up on, or in a timer's hands (a digest, a retry): a redelivered transition sends none of these.
@@ -110,6 +112,8 @@ class DeliveryPipeline:
         self._clock = clock
         self._limiter = RateLimiter()
         self._rate_lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_rates at a time
+        # Reminders, escalation steps, retries and digests: one store, written by the Kafka handler and the tick.
+        self.timers = MinuteBuckets(db[TIMERS], db[STATE], TIMERS_STATE_ID, "ticked_until")
         self._slots = asyncio.Semaphore(settings.concurrency)
 
     async def run(self, deliveries: Sequence[Delivery]) -> tuple[list[NotificationResult], set[str]]:
@@ -275,27 +279,26 @@ class DeliveryPipeline:
                            now: datetime) -> None:
         """File held messages in the digest of their channel and recipient that is sent at ``until``, and the next
         attempt of each retry at ``now`` + backoff; one write per collection."""
-        buckets: dict[str, list[str]] = defaultdict(list)
+        entries: list[tuple[datetime, str]] = []
         for delivery in retries:
             due = now + retry_delay(delivery.attempt_count, self._settings.retry_base_s, self._settings.retry_max_s)
-            buckets[minute_id(due)].append(f"retry|{delivery.attempt_count + 1}|{due.isoformat()}|{delivery.key}")
+            entries.append((due, f"retry|{delivery.attempt_count + 1}|{due.isoformat()}|{delivery.key}"))
         if held:
-            for digest_id, flush_minute in (await self._hold(held)).items():
-                buckets[flush_minute].append(f"digest|{digest_id}")
-        if buckets:
-            await upsert_by_id(self._db[TIMERS], {minute: {"$addToSet": {"entries": {"$each": entries}}}
-                                                  for minute, entries in buckets.items()})
+            entries.extend((flush, f"digest|{digest_id}") for digest_id, flush in (await self._hold(held)).items())
+        await self.timers.file(entries, now)
 
-    async def _hold(self, held: Sequence[tuple[Delivery, datetime, str]]) -> dict[str, str]:
-        """Add held messages to their digests; returns each digest's id and the minute it is flushed."""
+    async def _hold(self, held: Sequence[tuple[Delivery, datetime, str]]) -> dict[str, datetime]:
+        """Add held messages to their digests; returns each digest's id and the time it is flushed."""
         digests: dict[str, dict[str, Any]] = {}
+        flush_at: dict[str, datetime] = {}
         items: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for delivery, until, reason in held:
             # Round up to the next whole minute: the bucket's minute must not have been swept already.
-            flush = minute_id(until.replace(second=0, microsecond=0) + timedelta(minutes=1))
-            digest_id = f"{flush}|{channel_id(delivery.channel)}|{delivery.recipient}"
+            flush = until.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            digest_id = f"{minute_id(flush)}|{channel_id(delivery.channel)}|{delivery.recipient}"
+            flush_at[digest_id] = flush
             digests.setdefault(digest_id, {
-                "flush_minute": flush, "channel": delivery.channel.model_dump(mode="json"), "reason": reason,
+                "flush_minute": minute_id(flush), "channel": delivery.channel.model_dump(mode="json"), "reason": reason,
                 "recipient": delivery.recipient, "role": delivery.role,
             })
             items[digest_id].append({
@@ -310,7 +313,7 @@ class DeliveryPipeline:
             digest_id: {"$setOnInsert": digests[digest_id], "$addToSet": {"items": {"$each": items[digest_id]}}}
             for digest_id in digests
         })
-        return {digest_id: digest["flush_minute"] for digest_id, digest in digests.items()}
+        return flush_at
 
     async def flush_digests(self, digest_ids: Sequence[str], now: datetime) -> list[NotificationResult]:
         """Send each due digest as one message; the messages it covers count as delivered (or failed) with it."""

@@ -12,10 +12,9 @@ the recipient, so a tick repeated by an overlap, a second replica or a restart s
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,21 +25,17 @@ from civicbus.events import OPEN_STATES, EventKind, ResponseLevel, Ticket, Ticke
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import find_by_ids, upsert_by_id
-from civicbus.scheduling import minute_id, minutes_between, run_periodically
+from civicbus.scheduling import run_periodically
 from civicbus.topics import NOTIFICATIONS
 
-from .delivery import TIMERS, Delivery, DeliveryPipeline
+from .delivery import STATE, Delivery, DeliveryPipeline
 from .messages import MessageRenderer
 from .recipients import PENDING_STATES, channels_of, escalation_recipients, is_urgent
 from .schedule import escalation_steps, overdue_text, reminder_times
 
 log = get_logger(__name__)
 TICKETS = "notify_tickets"
-STATE = "notify_state"
-STATE_ID = "timers"
 DAILY_STATE_ID = "daily_digest"
-OVERLAP = timedelta(minutes=5)  # each tick looks back this far: a late write or a crashed tick is caught
-FIRST_LOOK_BACK = timedelta(days=1)
 # Transitions that set a deadline (or move it): reminders are planned from the moment it was set.
 DEADLINE_SETTERS = {EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned,
                     EventKind.ticket_reopened, EventKind.ticket_extension_decided}
@@ -104,14 +99,13 @@ class Timers:
     async def file(self, events: Iterable[TicketEvent]) -> None:
         """Keep each ticket's latest state and file the timers of transitions that set deadlines (idempotent)."""
         latest: dict[str, Ticket] = {}
-        buckets: dict[str, set[str]] = defaultdict(set)
+        timers: list[Timer] = []
         for event in events:
             ticket = event.ticket
             if ticket.ticket_id not in latest or latest[ticket.ticket_id].version < ticket.version:
                 latest[ticket.ticket_id] = ticket
             if event.kind in DEADLINE_SETTERS:
-                for timer in self.plan(ticket, event.occurred_at):
-                    buckets[minute_id(timer.at)].add(timer.entry())
+                timers.extend(self.plan(ticket, event.occurred_at))
         if not latest:
             return
         async with self._lock:
@@ -123,9 +117,7 @@ class Timers:
                     ticket_id: {"$set": {"version": ticket.version, "ticket": ticket.model_dump(mode="json")}}
                     for ticket_id, ticket in newer.items()
                 })
-        if buckets:
-            await upsert_by_id(self._db[TIMERS], {minute: {"$addToSet": {"entries": {"$each": sorted(entries)}}}
-                                                  for minute, entries in buckets.items()})
+        await self._pipeline.timers.file(((timer.at, timer.entry()) for timer in timers), self._clock())
 
     async def tick(self, now: datetime | None = None) -> int:
         """Send what is due up to ``now``: reminders, escalation steps, held digests, retries. Returns the results
@@ -134,10 +126,7 @@ class Timers:
             return await self._tick(now or self._clock())
 
     async def _tick(self, now: datetime) -> int:
-        state = await self._db[STATE].find_one({"_id": STATE_ID}) or {}
-        since = state.get("ticked_until", now - FIRST_LOOK_BACK) - OVERLAP
-        buckets = await find_by_ids(self._db[TIMERS], minutes_between(since, now))
-        entries = sorted({entry for bucket in buckets.values() for entry in bucket.get("entries", [])})
+        entries = sorted(await self._pipeline.timers.entries_due(now))
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
         retries = [entry for entry in entries if entry.startswith("retry|")]
         timers = [timer for timer in map(Timer.parse, (e for e in entries if e.startswith(("remind|", "escalate|"))))
@@ -153,7 +142,7 @@ class Timers:
         if daily_day:
             await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
         await self._publisher.publish(NOTIFICATIONS, results)
-        await upsert_by_id(self._db[STATE], {STATE_ID: {"$max": {"ticked_until": now}}})
+        await self._pipeline.timers.ticked(now)
         return len(results)
 
     def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:
@@ -161,6 +150,8 @@ class Timers:
         due = ticket.sign_for_due if timer.deadline == "sign_for" else ticket.resolve_due
         if due != timer.due or ticket.state not in PENDING_STATES[timer.deadline]:
             return []
+        if timer.kind == "remind" and now >= timer.due:
+            return []  # a reminder filed late (after an outage) must not announce a deadline already past
         extra: dict[str, Any] = {"deadline": timer.deadline, "due": timer.due}
         if timer.kind == "remind":
             kind, targets = EventKind.ticket_reminder, (EscalationTarget.unit.value,)

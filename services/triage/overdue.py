@@ -12,7 +12,7 @@ the two) is sent again by a later sweep under the same command id, which the com
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import UpdateOne
@@ -21,8 +21,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus.events import Action, Actor, EventKind, Ticket, TicketCommand, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
-from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
-from civicbus.scheduling import minute_id, minutes_between, run_periodically
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.scheduling import OVERLAP, MinuteBuckets, run_periodically
 from civicbus.topics import COMMANDS
 
 from .lifecycle import PENDING_STATES
@@ -33,26 +33,26 @@ BUCKETS = "deadline_buckets"
 CLAIMS = "overdue_claims"
 SWEEP_STATE = "settings"
 SWEEP_STATE_ID = "overdue_sweep"
-OVERLAP = timedelta(minutes=5)  # each sweep looks back this far: late writes and unpublished claims are caught
-FIRST_LOOK_BACK = timedelta(days=1)
+
+
+def deadline_buckets(db: AsyncDatabase) -> MinuteBuckets:
+    return MinuteBuckets(db[BUCKETS], db[SWEEP_STATE], SWEEP_STATE_ID, "swept_until")
 
 
 async def file_deadlines(db: AsyncDatabase, tickets: Iterable[Ticket]) -> None:
     """Put each ticket's deadlines in their minute buckets (idempotent)."""
-    entries: dict[str, list[str]] = {}
-    for ticket in tickets:
-        for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due)):
-            if due is not None:
-                entries.setdefault(minute_id(due), []).append(f"{ticket.ticket_id}|{deadline}")
-    if entries:
-        await upsert_by_id(db[BUCKETS], {bucket: {"$addToSet": {"entries": {"$each": names}}}
-                                         for bucket, names in entries.items()})
+    await deadline_buckets(db).file(
+        ((due, f"{ticket.ticket_id}|{deadline}") for ticket in tickets
+         for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due)) if due is not None),
+        datetime.now(UTC),
+    )
 
 
 class OverdueSweeper:
     def __init__(self, db: AsyncDatabase, store: TicketStore, publisher: Publisher,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), interval: float = 15.0) -> None:
         self._db = db
+        self._buckets = deadline_buckets(db)
         self._store = store
         self._publisher = publisher
         self._clock = clock
@@ -61,10 +61,7 @@ class OverdueSweeper:
     async def sweep(self, now: datetime | None = None) -> int:
         """Publish what became overdue up to ``now``; returns how many events this sweep published."""
         now = now or self._clock()
-        state = await self._db[SWEEP_STATE].find_one({"_id": SWEEP_STATE_ID}) or {}
-        since = state.get("swept_until", now - FIRST_LOOK_BACK) - OVERLAP
-        buckets = await find_by_ids(self._db[BUCKETS], minutes_between(since, now))
-        candidates = {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
+        candidates = await self._buckets.entries_due(now)
         tickets = await self._store.get_many({entry.split("|", 1)[0] for entry in candidates})
         due: dict[str, tuple[Ticket, str, datetime]] = {}
         for entry in candidates:
@@ -85,7 +82,7 @@ class OverdueSweeper:
         commands = [self._command(*due[claim]) for claim in sorted(mine)]
         await self._publisher.publish(COMMANDS, commands)
         await bulk_write(self._db[CLAIMS], [UpdateOne({"_id": claim}, {"$set": {"published": True}}) for claim in mine])
-        await upsert_by_id(self._db[SWEEP_STATE], {SWEEP_STATE_ID: {"$max": {"swept_until": now}}})
+        await self._buckets.ticked(now)
         return len(commands)
 
     @staticmethod

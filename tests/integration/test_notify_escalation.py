@@ -162,3 +162,20 @@ async def test_each_leader_gets_one_daily_digest_of_open_and_overdue_tickets_in_
         [summary] = daily(f"/leader/{main_leader}")
         assert "全街道在办工单4件" in summary["text"]
     assert daily("/leader/zhaozhiqiang") == []  # nothing in his charge
+
+
+async def test_a_ticket_taken_in_late_gets_its_overdue_step_but_no_stale_reminder(setup, db):
+    """Behind a backlog (an outage), a ticket whose deadline passed an hour ago reaches notify only after the timers
+    ticked past it: its escalation step still fires at the next tick, its reminder is not sent after the fact."""
+    notify, sink = setup
+    now = notify.clock.advance(days=1)
+    await notify.tick(now)  # the timers have ticked up to now
+    routed = ticket_event(EventKind.ticket_routed, now - timedelta(hours=2), lead="sifa", leader="liwenhua",
+                          sign_for=timedelta(hours=1))
+    ticket_id = routed.ticket.ticket_id
+    await notify.publish([routed])
+    await known(db, ticket_id, 1)
+    await eventually(lambda: asyncio.sleep(0, result=titles(sink, "/robot/sifa", ticket_id)), what="the new ticket")
+
+    await notify.tick(notify.clock.advance(minutes=1))
+    assert titles(sink, "/robot/sifa", ticket_id) == ["【新工单】拖欠工资", "【工单超期（第1级）】拖欠工资"]
