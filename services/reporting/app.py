@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from civicbus.district import District
 from civicbus.kafka import subscribe_batch
-from civicbus.service import Runtime, service_app
+from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import ReportingSettings
 from civicbus.topics import NOTIFICATIONS, TICKETS
 
@@ -38,6 +39,12 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         routers=[router, dashboard_router, exports_router],
     )
     reports = Reports(runtime.db, runtime.district, config)
-    runtime.on_district_change.append(reports.use_district)
+
+    def use_new_configuration(district: District) -> None:
+        # A broken reporting.yaml raises here: the configuration in force stays (see watch_district).
+        reports.use_configuration(district, load_reporting_config(district.folder))
+
+    runtime.on_district_change.append(use_new_configuration)
+    runtime.background.append(watch_district)
     app.state.reports = reports
     return app

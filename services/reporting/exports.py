@@ -23,7 +23,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-# The counts a leader reads in the weekly report, in this order (the counters of services/reporting/queries.py).
+# The counts a leader reads in the weekly report, in this order (counters of services/reporting/figures.py: COUNT_FIELDS).
 COUNT_NAMES: dict[str, str] = {
     "created": "新增工单",
     "routed": "派单",

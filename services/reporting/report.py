@@ -159,20 +159,21 @@ class _Slice:
 
 
 class Reports:
-    """Summary, rankings, trend, overdue and recurring lists, tickets: plain JSON-ready dicts (see the contract in
-    REPORTING-CONTRACT.md / the API's OpenAPI)."""
+    """Summary, rankings, trend, overdue and recurring lists, tickets: plain JSON-ready dicts (the leaders' API
+    serves them as they are; see its OpenAPI)."""
 
     def __init__(self, db: AsyncDatabase, district: District, config: ReportingFile,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._views = db[TICKET_VIEWS]
         self._counters = db[COUNTERS]
         self._facts = db[TICKET_FACTS]
-        self.book = FigureBook(config.satisfaction_weights)
         self._now = now
-        self.use_district(district)
+        self.use_configuration(district, config)
 
-    def use_district(self, district: District) -> None:
-        """Names, time zone and working calendar of the configuration in force (reloaded without a restart)."""
+    def use_configuration(self, district: District, config: ReportingFile) -> None:
+        """Names, time zone, working calendar and figure weights of the configuration in force (reloaded without
+        a restart)."""
+        self.book = FigureBook(config.satisfaction_weights)
         self.district = district
         self.zone = ZoneInfo(district.timezone)
         self.calendar = WorkingCalendar(district.deadlines, district.timezone)

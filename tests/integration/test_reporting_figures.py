@@ -28,6 +28,8 @@ Week 45 of 2026 (Mon 2 Nov – Sun 8 Nov), office hours 08:30–17:30, no holida
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import uuid
 from datetime import date, datetime
 from typing import Any
@@ -50,6 +52,7 @@ from services.reporting.config import load_reporting_config
 from services.reporting.rebuild import rebuild, replay
 from services.reporting.report import Period, ReportFilter, Reports
 
+from .conftest import eventually, start_service
 from .ticket_stories import TicketStory, publish_stories
 
 pytestmark = pytest.mark.integration
@@ -303,3 +306,25 @@ async def test_rebuilt_from_the_topics_gives_the_same_figures_and_a_second_repla
         assert await _documents(other) == first, "replaying the same events again changed nothing"
     finally:
         await mongo.client.drop_database(other.name)
+
+
+async def test_new_satisfaction_weights_apply_without_a_restart(stack, tmp_path):
+    folder = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG_DIR, folder, ignore=shutil.ignore_patterns("training"))
+    reporting = await start_service(stack, "reporting", config_dir=folder)
+    try:
+        reports: Reports = reporting.app.state.reports
+        basically = {"basically_satisfied": 1, "callback_rated": 1}
+
+        def satisfaction() -> float | None:
+            return reports.book.values(basically, [])["satisfaction_rate"]
+
+        assert satisfaction() == 0.8
+        weights = folder / "reporting.yaml"
+        await asyncio.sleep(1.1)  # a new modification time
+        weights.write_text(weights.read_text(encoding="utf-8").replace("basically_satisfied: 0.8",
+                                                                       "basically_satisfied: 0.6"), encoding="utf-8")
+        await eventually(lambda: asyncio.sleep(0, result=satisfaction() == 0.6), timeout=20,
+                         what="the new weights in force")
+    finally:
+        await reporting.stop()
