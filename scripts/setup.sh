@@ -32,6 +32,9 @@ fi
 lock_stamp=web/node_modules/.civicbus-installed
 wanted_lock="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
 if [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$wanted_lock" ]; then
+  if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
   command -v npm >/dev/null 2>&1 || { echo "error: the dashboard needs Node.js and npm (npm ci in web/)" >&2; exit 1; }
   npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
   echo "$wanted_lock" > "$lock_stamp"
