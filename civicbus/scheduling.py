@@ -52,10 +52,13 @@ class MinuteBuckets:
 
     async def file(self, entries: Iterable[tuple[datetime, str]], now: datetime) -> None:
         """File each entry in the bucket of its time — or of ``now`` when that time has passed: a timer filed late
-        (after an outage, behind a backlog) must land where the next tick looks, not in a minute already swept."""
+        (after an outage, behind a backlog) must land where the next tick looks, not in a minute already swept.
+        A timer older than ``FIRST_LOOK_BACK`` is history (a replayed topic, an old ticket), as far back as a first
+        tick looks: it is not filed, so it cannot fire a burst of stale reminders and escalations."""
         by_minute: dict[str, set[str]] = defaultdict(set)
         for at, entry in entries:
-            by_minute[minute_id(max(at, now))].add(entry)
+            if at >= now - FIRST_LOOK_BACK:
+                by_minute[minute_id(max(at, now))].add(entry)
         if by_minute:
             async with self._write_lock:
                 await upsert_by_id(self._buckets, {minute: {"$addToSet": {"entries": {"$each": sorted(names)}}}
