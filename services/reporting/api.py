@@ -240,9 +240,6 @@ async def list_tickets(
         created_in = reports.period(period, at, since, until) if period else None
     except ReportError as error:
         raise _bad_request(error) from error
-    viewer = _viewer(principal)
-    if viewer:  # its own tickets, led or assisted: the forced unit filter would hide the assisted ones
-        where = ReportFilter(area=where.area, category=where.category, source=where.source)
-    found = await reports.tickets(where, created_in, q, state, skip, limit, viewer)
+    found = await reports.tickets(where, created_in, q, state, skip, limit, _viewer(principal))
     dispatcher = request.app.state.runtime.district.dispatcher.id
     return {**found, "items": [_for(principal, item, dispatcher) for item in found["items"]]}

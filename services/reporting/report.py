@@ -357,9 +357,10 @@ class Reports:
         return {"granularity": granularity, "filters": where.as_json(), "points": items}
 
     def _ticket_query(self, where: ReportFilter, viewer_unit: str = "") -> dict[str, Any]:
-        """A ticket-view filter: ``unit`` is the lead unit; a unit's own key sees what it leads or assists."""
+        """A ticket-view filter: ``unit`` is the lead unit; a unit's own key sees what it leads or assists (its
+        own unit, which the API puts in ``unit`` for figures, then means led or assisted)."""
         clauses: list[dict[str, Any]] = [{"state": {"$exists": True}}]
-        if where.unit:
+        if where.unit and where.unit != viewer_unit:
             clauses.append({"lead_unit": where.unit})
         if viewer_unit:
             clauses.append({"$or": [{"lead_unit": viewer_unit}, {"assist_units": viewer_unit}]})

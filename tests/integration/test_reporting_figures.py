@@ -266,6 +266,8 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         assert [(item["rank"], item["key"]) for item in ranked["items"]] == [(3, "nantang")]
         assert (await client.get("/v1/overdue", params={"source": SOURCE}, headers=xixi)).json()["items"][0][
             "ticket_id"] == BY_LABEL["T0"].id
+        recurring = (await client.get("/v1/recurring", params=week, headers=xixi)).json()
+        assert BY_LABEL["T3"].id in [item["ticket_id"] for item in recurring["items"]], "assisted by 西溪村"
         assert (await client.get("/v1/summary", params=week, headers=auditor)).status_code == 200
         assert own.json()["caller_phone"] == "13800004444", "the lead unit calls back: it sees the number whole"
         audited = await client.get(f"/v1/tickets/{BY_LABEL['T4'].id}", headers=auditor)
