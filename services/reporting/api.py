@@ -22,7 +22,7 @@ from civicbus.district import UnitKind
 from civicbus.logs import mask_personal_data
 from civicbus.topics import TICKETS
 
-from .report import Granularity, Period, PeriodKind, ReportError, ReportFilter, Reports, Scope
+from .report import Granularity, Period, PeriodKind, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
 _reading_roles = require_roles(Role.leader, Role.admin, Role.auditor, Role.unit)
@@ -42,10 +42,6 @@ def _reports(request: Request) -> Reports:
     return request.app.state.reports
 
 
-def _bad_request(error: Exception) -> HTTPException:
-    return HTTPException(422, detail=str(error))
-
-
 def _period(
     request: Request,
     period: Annotated[PeriodKind, Query(description="day | week (周一至周日) | month | quarter | custom")] = "week",
@@ -53,10 +49,7 @@ def _period(
     since: Annotated[date | None, Query(description="custom: first day, inclusive")] = None,
     until: Annotated[date | None, Query(description="custom: last day, inclusive")] = None,
 ) -> Period:
-    try:
-        return _reports(request).period(period, at, since, until)
-    except ReportError as error:
-        raise _bad_request(error) from error
+    return _reports(request).period(period, at, since, until)
 
 
 def _filter(
@@ -151,10 +144,7 @@ async def rankings(
     # A unit key ranks among its peers: the unit filter it was given selects its row, not the peers' counts.
     peers_filter = ReportFilter(area=where.area, category=where.category, source=where.source) \
         if own and scope in ("unit", "area") else where
-    try:
-        body = await reports.rankings(scope, period, peers_filter, str(kind or ""), rank_by)
-    except ReportError as error:
-        raise _bad_request(error) from error
+    body = await reports.rankings(scope, period, peers_filter, str(kind or ""), rank_by)
     if own and scope in ("unit", "area"):
         body["items"] = [item for item in body["items"] if item["key"] == own]
         body["filters"] = where.as_json()
@@ -236,10 +226,7 @@ async def list_tickets(
 ) -> dict[str, Any]:
     """``unit`` selects the lead unit; a unit key sees the tickets it leads or assists."""
     reports = _reports(request)
-    try:
-        created_in = reports.period(period, at, since, until) if period else None
-    except ReportError as error:
-        raise _bad_request(error) from error
+    created_in = reports.period(period, at, since, until) if period else None
     found = await reports.tickets(where, created_in, q, state, skip, limit, _viewer(principal))
     dispatcher = request.app.state.runtime.district.dispatcher.id
     return {**found, "items": [_for(principal, item, dispatcher) for item in found["items"]]}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from civicbus.district import District
 from civicbus.kafka import subscribe_batch
@@ -16,7 +17,7 @@ from .dashboard import router as dashboard_router
 from .exports_api import router as exports_router
 from .handler import notification_results_handler, ticket_events_handler
 from .projections import Projections
-from .report import Reports
+from .report import ReportError, Reports
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
@@ -39,6 +40,12 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         routers=[router, dashboard_router, exports_router],
     )
     reports = Reports(runtime.db, runtime.district, config)
+
+    async def unanswerable(_: Request, error: Exception) -> JSONResponse:
+        # A period, figure or filter the reports cannot answer (e.g. an unknown rank_by): the caller's to mend.
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    app.add_exception_handler(ReportError, unanswerable)
 
     def use_new_configuration(district: District) -> None:
         # A broken reporting.yaml raises here: the configuration in force stays (see watch_district).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from civicbus.auth import Principal, Role, require_roles
@@ -24,7 +24,7 @@ from .exports import (
     weekly_html,
     weekly_workbook,
 )
-from .report import Period, ReportError, ReportFilter, Reports
+from .report import Period, ReportFilter, Reports
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 LeaderReader = Annotated[Principal, Depends(require_roles(Role.leader, Role.admin, Role.auditor))]
@@ -52,10 +52,7 @@ async def _peer_rankings(reports: Reports, period: Period, where: ReportFilter, 
 async def _weekly(request: Request, at: date | None, where: ReportFilter, rank_by: str) -> WeeklyReport:
     reports: Reports = request.app.state.reports
     period = reports.period("week", at)
-    try:
-        return await _weekly_of(reports, period, where, rank_by)
-    except ReportError as error:  # e.g. an unknown rank_by
-        raise HTTPException(422, detail=str(error)) from error
+    return await _weekly_of(reports, period, where, rank_by)
 
 
 async def _weekly_of(reports: Reports, period: Period, where: ReportFilter, rank_by: str) -> WeeklyReport:
@@ -97,11 +94,8 @@ async def quarterly_xlsx(request: Request, _: LeaderReader, where: FilterParam, 
     figures against the previous quarter."""
     reports: Reports = request.app.state.reports
     period = reports.period("quarter", at)
-    try:
-        summary = await reports.summary(period, where)
-        rankings = await _peer_rankings(reports, period, where, rank_by)
-    except ReportError as error:
-        raise HTTPException(422, detail=str(error)) from error
+    summary = await reports.summary(period, where)
+    rankings = await _peer_rankings(reports, period, where, rank_by)
     workbook = quarterly_workbook(reports.district.name, summary, rankings, datetime.now(reports.zone))
     label = summary["period"]["label"]
     return Response(workbook, media_type=XLSX_MEDIA_TYPE, headers={

@@ -269,6 +269,11 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         recurring = (await client.get("/v1/recurring", params=week, headers=xixi)).json()
         assert BY_LABEL["T3"].id in [item["ticket_id"] for item in recurring["items"]], "assisted by 西溪村"
         assert (await client.get("/v1/summary", params=week, headers=auditor)).status_code == 200
+        backwards = await client.get("/v1/summary", params={"period": "custom", "since": "2026-11-08",
+                                                            "until": "2026-11-02"}, headers=auditor)
+        assert backwards.status_code == 422 and backwards.json()["detail"], "a period the reports cannot answer"
+        unknown = await client.get("/v1/rankings/unit", params={**week, "rank_by": "nothing"}, headers=auditor)
+        assert unknown.status_code == 422 and "未知指标" in unknown.json()["detail"]
         assert own.json()["caller_phone"] == "13800004444", "the lead unit calls back: it sees the number whole"
         audited = await client.get(f"/v1/tickets/{BY_LABEL['T4'].id}", headers=auditor)
         assert audited.json()["caller_phone"] == "138****4444", "an auditor reads personal data masked"
