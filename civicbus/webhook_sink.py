@@ -48,8 +48,10 @@ class WebhookSink:
         @app.post("/{kind}/{name}")
         async def receive(kind: str, name: str, request: Request) -> Response:
             path = f"/{kind}/{name}"
-            if self.fail_first > 0 or path in self.failing_paths:
-                self.fail_first = max(0, self.fail_first - 1)
+            if path in self.failing_paths:
+                return Response(status_code=503)
+            if self.fail_first > 0:  # spent only on requests that would have succeeded
+                self.fail_first -= 1
                 return Response(status_code=503)
             body = await request.json()
             queued = self.answers.get(path)

@@ -145,12 +145,11 @@ class DeliveryPipeline:
                     held.append((delivery, self._limiter.free_at(now), "发送过于频繁，合并发送"))
             await self._store_rates(now)
         await asyncio.gather(*(self._attempt(delivery) for delivery in to_send))
-        # A robot that says "too many" (another sender shares it) gets a digest in a minute, not retries now.
-        held.extend((delivery, now + timedelta(minutes=1), "发送过于频繁，合并发送")
-                    for delivery in to_send if delivery.status == "rate_limited" and not delivery.covers)
-        for delivery in to_send:
-            if delivery.status == "rate_limited" and delivery.covers:
-                delivery.status = "failed"
+        # A robot that says "too many" (another sender shares it) gets a digest in a minute, not retries now. The
+        # minute counts from when the sends ended: they may have taken a while, and a digest's minute must not be
+        # one a tick has flushed already.
+        held.extend((delivery, self._clock() + timedelta(minutes=1), "发送过于频繁，合并发送")
+                    for delivery in to_send if delivery.status == "rate_limited")
         # The timers before the record: a crash between the two leaves the key "pending", which a redelivery sends
         # again, rather than "retrying" with no timer to retry it.
         await self._file_timers(held, [delivery for delivery in to_send if delivery.status == "retrying"], now)
@@ -260,8 +259,8 @@ class DeliveryPipeline:
                 NOTIFICATION_ATTEMPTS.labels(delivery.channel.type, error.kind).inc()
                 delivery.attempts.append({"at": started, "result": error.kind, "detail": str(error)})
                 delivery.error = str(error)
-                if error.kind == "rate_limited":
-                    delivery.status = "rate_limited"
+                if error.kind == "rate_limited" and not delivery.covers:
+                    delivery.status = "rate_limited"  # to the next digest; a refused digest itself is retried
                 elif error.retryable and delivery.attempt_count < self._settings.max_attempts:
                     delivery.status = "retrying"
                 else:
@@ -292,9 +291,11 @@ class DeliveryPipeline:
         digests: dict[str, dict[str, Any]] = {}
         flush_at: dict[str, datetime] = {}
         items: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        now = self._clock()
         for delivery, until, reason in held:
-            # Round up to the next whole minute: the bucket's minute must not have been swept already.
-            flush = until.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            # Round up to the next whole minute after both ``until`` and now (the batch's sends may have taken a
+            # while): the bucket's minute must not have been swept already.
+            flush = max(until, now).replace(second=0, microsecond=0) + timedelta(minutes=1)
             digest_id = f"{minute_id(flush)}|{channel_id(delivery.channel)}|{delivery.recipient}"
             flush_at[digest_id] = flush
             digests.setdefault(digest_id, {

@@ -239,6 +239,32 @@ async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest
     assert event.ticket.ticket_id in digest.body["markdown"]["text"]
 
 
+async def test_a_digest_the_robot_refuses_as_too_many_is_retried_not_failed(setup, db):
+    notify, sink, _ = setup
+    notify.clock.advance(minutes=5)
+    too_many = {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+    sink.answers["/robot/ding-jianshe"] = [too_many, too_many]  # the message, then its digest
+    event = ticket_event(EventKind.ticket_routed, notify.clock.now, lead="jianshe", leader="fengjianhua")
+    key = f"{event.event_id}:jianshe:0"
+    before = len(sink.to("/robot/ding-jianshe"))
+    await notify.publish([event])
+
+    async def status() -> str:
+        document = await db["notifications"].find_one({"_id": key})
+        return document["status"] if document else ""
+
+    async def held() -> bool:
+        return await status() == "held"
+
+    await eventually(held, what="the refused message held for a digest")
+    await notify.tick(notify.clock.advance(minutes=2))  # the digest is refused too: a retry, not a failure
+    assert await status() == "held" and sink.to("/robot/ding-jianshe")[before:] == []
+    await notify.tick(notify.clock.advance(minutes=5))
+    [digest] = sink.to("/robot/ding-jianshe")[before:]
+    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+    assert await status() == "delivered"
+
+
 async def test_a_restart_does_not_forget_the_sends_the_rate_limit_counted_this_minute(setup, db):
     notify, sink, _ = setup
     notify.clock.advance(minutes=5)
