@@ -91,7 +91,8 @@ class UpsertResult:
 async def upsert_by_id(
     collection: AsyncCollection, updates: Mapping[str, Mapping[str, Any]], attempts: int = 5
 ) -> UpsertResult:
-    """Apply an idempotent update to each ``_id``, creating documents that do not exist yet."""
+    """Apply an idempotent update to each ``_id``, creating documents that do not exist yet. Idempotent it must
+    be: when a concurrent writer created one of the documents, the whole command is sent again."""
     created: set[str] = set()
     modified = 0
     for chunk in _chunks(list(updates.items())):

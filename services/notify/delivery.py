@@ -181,7 +181,11 @@ class DeliveryPipeline:
             if expired := self._limiter.expired(channel, now):
                 updates[f"rate:{channel}"]["$unset"] = dict.fromkeys(expired, "")
         if updates:
-            await upsert_by_id(self._db[RATES], updates)
+            # $inc is not idempotent, and upsert_by_id resends a whole command when another replica created a
+            # document at the same moment: create the documents first (idempotent), then add to them.
+            await insert_missing(self._db[RATES], dict.fromkeys(updates, {}))
+            await bulk_write(self._db[RATES],
+                             [UpdateOne({"_id": doc_id}, update) for doc_id, update in updates.items()])
 
     async def retry(self, entries: Sequence[str], now: datetime) -> list[NotificationResult]:
         """Make the retries of the ``retry|attempt|due|key`` timer entries that are due at ``now``."""
