@@ -194,11 +194,6 @@ class InspectionReported(Event):
 
 
 IncomingEvent = Annotated[ComplaintReceived | AlarmRaised | InspectionReported, Field(discriminator="kind")]
-INCOMING_BY_KIND: dict[str, type[Event]] = {
-    EventKind.complaint_received: ComplaintReceived,
-    EventKind.alarm_raised: AlarmRaised,
-    EventKind.inspection_reported: InspectionReported,
-}
 
 
 # --------------------------------------------------------------------------- tickets

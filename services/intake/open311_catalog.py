@@ -8,24 +8,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from civicbus.district import Category, District, DistrictConfigError, load_config_file
+from civicbus.district import Category, District, DistrictConfigError, Strict, load_config_file
 
 OPEN311_FILE = "open311.yaml"
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AttributeValue(_Strict):
+class AttributeValue(Strict):
     key: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1)
 
 
-class AttributeSpec(_Strict):
+class AttributeSpec(Strict):
     code: str = Field(pattern=r"^[A-Za-z0-9_]{1,50}$")
     categories: list[str] = Field(min_length=1, description="category codes whose services ask this (a root: all below)")
     datatype: Datatype
@@ -43,7 +39,7 @@ class AttributeSpec(_Strict):
         return self
 
 
-class Open311File(_Strict):
+class Open311File(Strict):
     version: int
     jurisdiction_id: str = Field(min_length=1)
     contact: str = ""

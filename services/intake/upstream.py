@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from civicbus.district import District, DistrictConfigError, TimeZoneName, load_config_file
+from civicbus.district import District, DistrictConfigError, Strict, TimeZoneName, load_config_file
 from civicbus.events import ComplaintSubmission
 
 UPSTREAM_FOLDER = "upstream"
@@ -33,11 +33,7 @@ TargetField = Literal[
 DATETIME_FIELDS = {"due_at", "occurred_at"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FieldRule(_Strict):
+class FieldRule(Strict):
     path: str = Field(min_length=1, description="JMESPath expression into the work order, e.g. sxfl.dm")
     required: bool = False
     map: str = Field(default="", description="the value map that translates this field")
@@ -56,7 +52,7 @@ class FieldRule(_Strict):
         return self._compiled.search(order)
 
 
-class ValueMap(_Strict):
+class ValueMap(Strict):
     values: dict[str, str] = Field(description="the platform's value → civicbus's value")
     unmapped: Literal["keep", "drop", "refuse"] = Field(
         default="refuse", description="a value not in the map: keep it as it is, leave the field empty, or refuse"
@@ -71,7 +67,7 @@ class ValueMap(_Strict):
         return values
 
 
-class MappingFile(_Strict):
+class MappingFile(Strict):
     version: int
     platform: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
     name: str = Field(min_length=1, description="the platform's name, for people")

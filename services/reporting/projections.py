@@ -48,7 +48,7 @@ def _increment(day: str, ticket: Ticket | None, unit: str, token: str, **amounts
         doc_id=counter_id(day, unit, area, category, source),
         token=token,
         amounts=amounts,
-        on_insert={"day": day, "unit": unit, "area": area, "category": category, "source": source},
+        on_insert=dict(zip(DIMENSIONS, (day, unit, area, category, source), strict=True)),
     )
 
 

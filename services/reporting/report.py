@@ -25,7 +25,7 @@ from civicbus.workcalendar import WorkingCalendar
 
 from .config import ReportingFile
 from .figures import COUNT_FIELDS, FigureBook, ranking, with_derived
-from .projections import COUNTERS, TICKET_FACTS, TICKET_VIEWS
+from .projections import COUNTERS, DIMENSIONS, TICKET_FACTS, TICKET_VIEWS
 
 PeriodKind = Literal["day", "week", "month", "quarter", "custom"]
 Granularity = Literal["day", "week", "month"]
@@ -192,7 +192,7 @@ class Reports:
         query = {"day": {"$gte": since.isoformat(), "$lte": until.isoformat()}}
         cells = []
         async for document in self._counters.find(query):
-            cell = {name: document.get(name, "") for name in ("day", "unit", "area", "category", "source")}
+            cell = {name: document.get(name, "") for name in DIMENSIONS}
             cell["counts"] = {name: counter_value(document, name) for name in COUNT_FIELDS if name in document}
             cells.append(cell)
         return cells

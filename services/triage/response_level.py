@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus.auth import CurrentPrincipal, Principal, Role, require_roles
 from civicbus.events import ResponseLevel
 from civicbus.logs import get_logger
+from civicbus.mongo import upsert_by_id
 from civicbus.service import Runtime
 
 log = get_logger(__name__)
@@ -55,12 +56,9 @@ class ResponseLevelState:
         return level
 
     async def set(self, change: ResponseLevelChange, principal: Principal) -> None:
-        await self._collection.update_one(
-            {"_id": DOCUMENT_ID},
-            {"$set": {"level": str(change.level), "reason": change.reason, "set_by": principal.name,
-                      "set_at": datetime.now(UTC)}},
-            upsert=True,
-        )
+        await upsert_by_id(self._collection, {DOCUMENT_ID: {"$set": {
+            "level": str(change.level), "reason": change.reason, "set_by": principal.name,
+            "set_at": datetime.now(UTC)}}})
         await self.refresh()
 
     async def follow(self, _: Runtime) -> None:
