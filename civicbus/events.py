@@ -219,6 +219,9 @@ STATE_NAMES: dict[TicketState, str] = {
 OPEN_STATES: tuple[TicketState, ...] = (TicketState.routed, TicketState.manual, TicketState.acknowledged)
 """States in which a ticket still gathers repeats of its problem (alarm storms, 重复件); a repeat of a resolved or
 closed ticket's problem is a recurrence (反弹) and reopens it."""
+PENDING_STATES: dict[str, tuple[TicketState, ...]] = {
+    "sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
+"""The states in which each deadline can still be missed (签收时限 until signed for, 办结时限 until resolved)."""
 
 
 class ReturnReason(StrEnum):
@@ -333,6 +336,10 @@ class Ticket(Model):
     overdue: list[Literal["sign_for", "resolve"]] = Field(default=[], description="deadlines it missed")
     amount_involved: float | None = Field(default=None, ge=0, description="涉及金额 (yuan), e.g. wages owed (欠薪)")
     amount_recovered: float | None = Field(default=None, ge=0, description="追回金额 (yuan), reported at 办结")
+
+    def due(self, deadline: str) -> datetime | None:
+        """The time of one of its deadlines: ``sign_for`` (签收时限) or ``resolve`` (办结时限)."""
+        return self.sign_for_due if deadline == "sign_for" else self.resolve_due
 
 
 class TicketEvent(Event):

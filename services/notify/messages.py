@@ -17,10 +17,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from civicbus.district import District, Leader, LeaderRole
-from civicbus.events import EventKind, Severity, Ticket, TicketEvent, TicketState
+from civicbus.events import PENDING_STATES, EventKind, Severity, Ticket, TicketEvent, TicketState
 from civicbus.logs import mask_personal_data
-
-from .recipients import PENDING_STATES
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
 DIGEST_LINES = 50
@@ -149,5 +147,5 @@ class MessageRenderer:
 
 
 def _missed(ticket: Ticket, deadline: str, now: datetime) -> bool:
-    due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+    due = ticket.due(deadline)
     return ticket.state in PENDING_STATES[deadline] and (deadline in ticket.overdue or (due is not None and due < now))

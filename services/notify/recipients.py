@@ -11,7 +11,6 @@ REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKin
 # configured; without one, triage's ticket.overdue event tells the unit.)
 TO_LEAD_UNIT = {EventKind.ticket_supervised, EventKind.ticket_callback_recorded, EventKind.ticket_extension_decided}
 # The states in which a deadline is still to be met; when a ticket leaves them, reminders and escalation stop.
-PENDING_STATES = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
 
 
 def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.district import District, EscalationTarget, LeaderRole
-from civicbus.events import OPEN_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
+from civicbus.events import OPEN_STATES, PENDING_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import find_by_ids, upsert_by_id
@@ -30,7 +30,7 @@ from civicbus.topics import NOTIFICATIONS
 
 from .delivery import STATE, Delivery, DeliveryPipeline
 from .messages import MessageRenderer
-from .recipients import PENDING_STATES, channels_of, escalation_recipients, is_urgent
+from .recipients import channels_of, escalation_recipients, is_urgent
 from .schedule import escalation_steps, overdue_text, reminder_times
 
 log = get_logger(__name__)
@@ -85,7 +85,7 @@ class Timers:
                   if ticket.response_level is ResponseLevel.heightened else 1.0)
         timers = []
         for deadline in ("sign_for", "resolve"):
-            due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+            due = ticket.due(deadline)
             if due is None or ticket.state not in PENDING_STATES[deadline]:
                 continue
             if deadline in notify.reminders.deadlines:
@@ -147,7 +147,7 @@ class Timers:
 
     def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:
         """What a due timer sends, or nothing when its deadline was met (签收/办结) or moved (延期, 改派)."""
-        due = ticket.sign_for_due if timer.deadline == "sign_for" else ticket.resolve_due
+        due = ticket.due(timer.deadline)
         if due != timer.due or ticket.state not in PENDING_STATES[timer.deadline]:
             return []
         if timer.kind == "remind" and now >= timer.due:

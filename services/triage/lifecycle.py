@@ -13,6 +13,7 @@ from datetime import datetime
 
 from civicbus.district import District
 from civicbus.events import (
+    PENDING_STATES,
     STATE_NAMES,
     Action,
     Callback,
@@ -248,7 +249,6 @@ def _reassign(ticket: Ticket, command: TicketCommand, now: datetime, district: D
     )
 
 
-PENDING_STATES = {"sign_for": (TicketState.routed,), "resolve": (TicketState.routed, TicketState.acknowledged)}
 DEADLINE_NAMES = {"sign_for": "签收", "resolve": "办结"}
 
 
@@ -258,7 +258,7 @@ def _mark_overdue(ticket: Ticket, command: TicketCommand, now: datetime, distric
     deadline = command.deadline
     if deadline is None:
         return Refused(RefusalCode.missing_field, "须注明哪个时限")
-    due = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+    due = ticket.due(deadline)
     # The sweep states when the deadline passed (occurred_at): that, not the moment this is applied, is checked.
     if ticket.state not in PENDING_STATES[deadline] or deadline in ticket.overdue or due is None \
             or due > command.occurred_at:

@@ -18,14 +18,13 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import Action, Actor, EventKind, Ticket, TicketCommand, derived_event_id
+from civicbus.events import PENDING_STATES, Action, Actor, EventKind, Ticket, TicketCommand, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing
 from civicbus.scheduling import OVERLAP, MinuteBuckets, run_periodically
 from civicbus.topics import COMMANDS
 
-from .lifecycle import PENDING_STATES
 from .store import TicketStore
 
 log = get_logger(__name__)
@@ -70,7 +69,7 @@ class OverdueSweeper:
             if stored is None:
                 continue
             ticket = stored.ticket
-            moment = ticket.sign_for_due if deadline == "sign_for" else ticket.resolve_due
+            moment = ticket.due(deadline)
             if moment is None or moment > now or ticket.state not in PENDING_STATES[deadline] or deadline in ticket.overdue:
                 continue  # not due yet, done in time, or moved (an extension) to another bucket
             due[f"{ticket_id}|{deadline}|{moment.isoformat()}"] = (ticket, deadline, moment)
