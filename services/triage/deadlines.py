@@ -20,8 +20,6 @@ __all__ = ["Deadlines", "WorkingCalendar", "choose_policy", "compute_deadlines"]
 
 @dataclass(frozen=True)
 class Deadlines:
-    policy: str
-    policy_name: str
     sign_for_due: datetime
     resolve_due: datetime
 
@@ -32,12 +30,10 @@ def choose_policy(deadlines: DeadlinesFile, route_policy: str | None, severity: 
 
 
 def compute_deadlines(
-    calendar: WorkingCalendar, policy_id: str, policy: DeadlinePolicy, created_at: datetime, factor: float = 1.0
+    calendar: WorkingCalendar, policy: DeadlinePolicy, created_at: datetime, factor: float = 1.0
 ) -> Deadlines:
     """``factor`` < 1 shortens both deadlines (the heightened response level)."""
     return Deadlines(
-        policy=policy_id,
-        policy_name=policy.name,
         sign_for_due=calendar.due(created_at, policy.sign_for.scaled(factor)),
         resolve_due=calendar.due(created_at, policy.resolve.scaled(factor)),
     )

@@ -7,6 +7,7 @@ Pure: it reads only the event and the district configuration, so a replayed even
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from civicbus.district import District
 from civicbus.events import (
@@ -23,7 +24,7 @@ from civicbus.events import (
 )
 
 from .classify import Classification, Classifier
-from .deadlines import WorkingCalendar, choose_policy, compute_deadlines
+from .deadlines import Deadlines, WorkingCalendar, choose_policy, compute_deadlines
 from .locate import Located, Locator
 from .routing import Assignment, Router
 
@@ -98,6 +99,12 @@ class TriageEngine:
         ]
         return Decision(classification, located, labels, tickets)
 
+    def deadlines(self, policy_id: str, level: ResponseLevel, start: datetime) -> Deadlines:
+        """The 签收 and 办结 deadlines of a policy counted from ``start``, shortened under 一级响应."""
+        settings = self.district.deadlines
+        factor = settings.heightened.deadline_factor if level is ResponseLevel.heightened else 1.0
+        return compute_deadlines(self.calendar, settings.policies[policy_id], start, factor)
+
     def _low_confidence_reason(self, classification: Classification) -> str:
         """Why the classification is not sure enough to route by (人工派单原因), or "" when it is: the rules and a
         confident model disagree; the keywords barely decide; or the model alone answered, unsure."""
@@ -144,10 +151,7 @@ class TriageEngine:
         lead = "" if manual_reason else assignment.lead_unit
         policy_id = choose_policy(self.district.deadlines, assignment.deadline_policy, data.severity)
         created_at = event.recorded_at.astimezone(self.calendar.zone)
-        factor = self.district.deadlines.heightened.deadline_factor if level is ResponseLevel.heightened else 1.0
-        deadlines = compute_deadlines(
-            self.calendar, policy_id, self.district.deadlines.policies[policy_id], created_at, factor
-        )
+        deadlines = self.deadlines(policy_id, level, created_at)
         resolve_due = deadlines.resolve_due
         if isinstance(data, Complaint) and data.due_at is not None:
             resolve_due = min(resolve_due, data.due_at)  # the upstream platform's deadline binds us

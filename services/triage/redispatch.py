@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from civicbus.events import ResponseLevel, RoutingExplanation, Ticket, TicketState
+from civicbus.events import RoutingExplanation, Ticket, TicketState
 
-from .deadlines import compute_deadlines
 from .decide import TriageEngine
 
 
 def with_new_deadlines(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:
-    district = engine.district
-    policy_id = ticket.deadline_policy or district.deadlines.default_policy
-    factor = district.deadlines.heightened.deadline_factor if ticket.response_level is ResponseLevel.heightened else 1.0
-    deadlines = compute_deadlines(engine.calendar, policy_id, district.deadlines.policies[policy_id], now, factor)
+    policy_id = ticket.deadline_policy or engine.district.deadlines.default_policy
+    deadlines = engine.deadlines(policy_id, ticket.response_level, now)
     return ticket.model_copy(update={"sign_for_due": deadlines.sign_for_due, "resolve_due": deadlines.resolve_due,
                                      "overdue": []})
 
