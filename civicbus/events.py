@@ -278,6 +278,8 @@ class RoutingExplanation(Model):
     category: CategoryEvidence
     location: LocationEvidence
     manual_reason: str = Field(default="", description="why nobody could be chosen (人工派单原因)")
+    labels: dict[str, str] = Field(default={}, description="the labels the routing rules were matched on, kept so "
+                                                            "that routing again (after 退单) matches the same way")
 
 
 class Repeat(Model):

@@ -94,7 +94,7 @@ class TriageEngine:
         labels = self.labels(event, classification, located)
         low_confidence = self._low_confidence_reason(classification)
         tickets = [
-            self._ticket(event, classification, located, assignment, index, low_confidence, level)
+            self._ticket(event, classification, located, labels, assignment, index, low_confidence, level)
             for index, assignment in enumerate(self.router.assign(labels))
         ]
         return Decision(classification, located, labels, tickets)
@@ -141,6 +141,7 @@ class TriageEngine:
         event: Event,
         classification: Classification,
         located: Located,
+        labels: dict[str, str],
         assignment: Assignment,
         index: int,
         low_confidence: str,
@@ -192,5 +193,6 @@ class TriageEngine:
                 category=classification.evidence,
                 location=located.evidence,
                 manual_reason=manual_reason,
+                labels=labels,
             ),
         )

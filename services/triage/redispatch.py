@@ -7,6 +7,7 @@ from datetime import datetime
 
 from civicbus.events import RoutingExplanation, Ticket, TicketState
 
+from .deadlines import choose_policy
 from .decide import TriageEngine
 
 
@@ -19,16 +20,8 @@ def with_new_deadlines(engine: TriageEngine, ticket: Ticket, now: datetime) -> T
 
 def rerouted(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:
     """Route again by the rules, skipping every unit that returned the ticket; the dispatcher if none is left."""
-    labels = {
-        "kind": ticket.event_kind.split(".", 1)[0],
-        "source": ticket.event_source,
-        "severity": str(ticket.severity),
-        "category": ticket.category,
-        "category_root": ticket.category.split(".", 1)[0],
-        "area": ticket.area,
-    }
     excluded = set(ticket.returned_by)
-    for assignment in engine.router.assign(labels):
+    for assignment in engine.router.assign(ticket.explanation.labels):
         if assignment.lead_unit and assignment.lead_unit not in excluded:
             explanation = ticket.explanation.model_copy(
                 update={"route_path": assignment.match.names, "manual_reason": "",
@@ -40,6 +33,9 @@ def rerouted(engine: TriageEngine, ticket: Ticket, now: datetime) -> Ticket:
                 "assist_units": [unit for unit in assignment.assist_units if unit not in excluded],
                 "leader": assignment.leader,
                 "explanation": explanation,
+                # The new route's deadline policy, as first routing chooses it.
+                "deadline_policy": choose_policy(engine.district.deadlines, assignment.deadline_policy,
+                                                 ticket.severity),
             })
             return with_new_deadlines(engine, routed, now)
     returned = "、".join(engine.district.units[unit].name for unit in ticket.returned_by if unit in engine.district.units)

@@ -95,3 +95,23 @@ def test_group_wage_arrears_makes_two_assignments_through_continue(district):
 def test_leader_defaults_to_the_lead_units_leader(district):
     (assignment,) = Router(district).assign(labels(category="market.food", category_root="market"))
     assert assignment.leader == district.units[assignment.lead_unit].leader
+
+
+def test_routing_again_after_a_return_matches_on_the_labels_of_the_first_routing(district):
+    """A 上级督查 finding routes by its inspection type onto the inspection clock; routed again (here with nobody
+    excluded) it must take the same route and policy, not the one its category alone would give."""
+    from datetime import UTC, datetime
+
+    from civicbus.events import Inspection, InspectionReported
+    from services.triage.decide import TriageEngine
+    from services.triage.redispatch import rerouted
+
+    engine = TriageEngine(district)
+    event = InspectionReported(source="inspection-app", data=Inspection(
+        content="市级下沉督查反馈：工地扬尘未覆盖", inspection_type="上级督查", address="西溪村"))
+    (ticket,) = engine.decide(event).tickets
+    assert ticket.explanation.route_path[-1] == "生态环保-上级督查" and ticket.deadline_policy == "inspection"
+
+    again = rerouted(engine, ticket, datetime.now(UTC))
+    assert again.explanation.route_path == ticket.explanation.route_path
+    assert again.deadline_policy == "inspection"
