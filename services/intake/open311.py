@@ -391,7 +391,9 @@ async def post_request(request: Request, fmt: str) -> Response:
 
     store = _store(request)
     now = utcnow()
-    created = await store.record(event.event_id, {
+    # Recorded before the event is published, so its ticket's first transition always finds it; shown once Kafka
+    # has acknowledged the event. A retried POST (the same event) finds it recorded and publishes again.
+    await store.record(event.event_id, {
         "service_code": service.code,
         "service_name": service.name,
         "description": mask_personal_data(description),
@@ -410,14 +412,14 @@ async def post_request(request: Request, fmt: str) -> Response:
         "expected_datetime": None,
         "ticket_version": 0,
         "submitted_by": principal.name,
+        "published": False,
     })
     try:
         await request.app.state.runtime.publisher.publish(EVENTS, [event])
     except Exception as error:
         log.exception("Open311 request not accepted: Kafka did not acknowledge it")
-        if created:
-            await store.forget(event.event_id)
         raise Open311Error(503, "暂时无法受理，请稍后重试 (service unavailable; retry later)") from error
+    await store.published(event.event_id)
     log.info("Open311 request accepted", event_id=event.event_id, service_code=service.code, source=event.source)
     answer = [{"service_request_id": event.event_id, "service_notice": "已受理，正在派单", "account_id": None}]
     return render(fmt, "service_requests", "request", answer, _zone(request), status=201)

@@ -19,7 +19,7 @@ from pymongo.operations import UpdateOne
 from civicbus.events import STATE_NAMES, EventKind, TicketEvent, TicketState
 from civicbus.kafka import BatchOutcome, Consumed, subscribe_batch
 from civicbus.logs import mask_personal_data
-from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 from civicbus.service import Runtime
 from civicbus.topics import TICKETS
 
@@ -55,10 +55,12 @@ class RequestStore:
         async with self.lock:
             return bool(await insert_missing(self.collection, {request_id: document}))
 
-    async def forget(self, request_id: str) -> None:
-        """Remove a request whose event Kafka did not take (the client will retry)."""
+    async def published(self, request_id: str) -> None:
+        """Kafka acknowledged the request's event: the request may be shown. Until then (and if the publish failed)
+        it stays hidden but kept: a publish that timed out may still have been written, and then its ticket's
+        first transition marks it published too."""
         async with self.lock:
-            await self.collection.delete_one({"_id": request_id})
+            await upsert_by_id(self.collection, {request_id: {"$set": {"published": True}}})
 
     async def follow_tickets(self, batch: list[Consumed]) -> BatchOutcome:
         latest: dict[str, TicketEvent] = {}
@@ -128,18 +130,20 @@ class RequestStore:
             "updated_datetime": event.occurred_at,
             "ticket_id": ticket.ticket_id,
             "ticket_version": ticket.version,
+            "published": True,  # its ticket exists, so its event was written, whatever the POST was told
         }
 
     async def by_ids(self, request_ids: list[str]) -> list[dict[str, Any]]:
         found = await find_by_ids(self.collection, request_ids)
-        return [found[request_id] for request_id in request_ids if request_id in found]
+        return [found[request_id] for request_id in request_ids
+                if request_id in found and found[request_id].get("published", True)]
 
     async def search(
         self, start: datetime, end: datetime, service_codes: list[str], statuses: list[str]
     ) -> list[dict[str, Any]]:
         """Requests posted between ``start`` and ``end``, newest first. FerretDB v1 scans the collection for this
         filter: acceptable on this read path (citizens' apps, a few thousand requests), never on a hot path."""
-        query: dict[str, Any] = {"requested_datetime": {"$gte": start, "$lte": end}}
+        query: dict[str, Any] = {"requested_datetime": {"$gte": start, "$lte": end}, "published": {"$ne": False}}
         if service_codes:
             query["service_code"] = {"$in": service_codes}
         if statuses:

@@ -212,3 +212,33 @@ async def test_following_tickets_counts_records_not_requests(mongo):
     assert (await store.follow_tickets([record])).duplicates == 1
     followed = await mongo["open311_requests"].find_one({"_id": repeat})
     assert followed["ticket_version"] == story.ticket.version and followed["status"] == "open"
+
+
+async def test_a_request_whose_publish_timed_out_appears_once_its_ticket_does(mongo):
+    """Kafka did not acknowledge in time, yet wrote the event: the request was kept (hidden), not deleted, and its
+    ticket's first transition shows it."""
+    from types import SimpleNamespace
+
+    from civicbus.district import load_district
+    from civicbus.events import EventKind
+    from civicbus.kafka import Consumed
+    from civicbus.settings import DEFAULT_CONFIG_DIR
+    from services.intake.open311_requests import RequestStore
+
+    from .ticket_stories import TicketStory
+
+    store = RequestStore(SimpleNamespace(db=mongo, district=load_district(DEFAULT_CONFIG_DIR)))
+    request_id = f"o311-{uuid.uuid4().hex}"
+    now = datetime.now().astimezone()
+    await store.record(request_id, {"status": "open", "ticket_version": 0, "requested_datetime": now,
+                                    "service_code": "urban.roads", "published": False})
+    assert await store.by_ids([request_id]) == []
+    assert request_id not in [item["_id"] for item in await store.search(now - timedelta(minutes=1),
+                                                                          now + timedelta(minutes=1), [], [])]
+    story = TicketStory(f"SF-{request_id}", "open311", now, title="路灯不亮", content="路灯不亮", lead_unit="jianshe",
+                        category="urban.roads", category_name="城市管理/道路设施")
+    story.ticket = story.ticket.model_copy(update={"source_event_id": request_id})
+    story.step(EventKind.ticket_routed, now)
+    await store.follow_tickets([Consumed(story.events[-1], None)])
+    [shown] = await store.by_ids([request_id])
+    assert shown["agency_responsible"] == "建设管理办公室"
