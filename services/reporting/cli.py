@@ -51,7 +51,8 @@ def summary_command(
     from civicbus.settings import ReportingSettings
 
     from .config import load_reporting_config
-    from .report import ReportError, Reports
+    from .exports import format_value
+    from .report import Reports
 
     settings = ReportingSettings()
     district = load_district(settings.config_dir)
@@ -67,17 +68,13 @@ def summary_command(
 
     try:
         body = asyncio.run(run())
-    except (ReportError, ValueError) as error:
+    except ValueError as error:  # a bad date, or a ReportError (a period the reports cannot answer)
         Console(stderr=True).print(f"[bold red]error:[/] {error}")
         raise typer.Exit(1) from error
     table = Table("指标", "figure", "本期", "上期", "变化", title=f"{district.name} {body['period']['label']}")
     for figure in body["figures"]:
-        table.add_row(figure["name"], figure["code"], *(_show(figure[name], figure["unit"])
+        table.add_row(figure["name"], figure["code"], *(format_value(figure[name], figure["unit"])
                                                        for name in ("value", "previous", "change")))
     console.print(table)
 
 
-def _show(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.1%}" if unit == "rate" else f"{value:.1f} h"
