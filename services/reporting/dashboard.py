@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import jinja2
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from shapely.geometry import mapping
 
 from civicbus.auth import CurrentPrincipal
+
+from .exports import TEMPLATES
 
 STATIC = Path(__file__).parent / "static"
 # What the page loads, and nothing else of the package: a fixed list rather than a directory listing.
@@ -26,11 +27,6 @@ STATIC_FILES = {
 }
 
 router = APIRouter(tags=["dashboard"])
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    undefined=jinja2.StrictUndefined,
-)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The leaders' dashboard page (数据驾驶舱)")
@@ -41,7 +37,7 @@ async def dashboard(
     """Query parameters ``period`` (day|week|month|quarter), ``at``, ``kind`` and ``rank_by`` are read by the page
     itself; the API key is typed in or handed over as the URL fragment ``#key=…`` (never sent to the server)."""
     district = request.app.state.runtime.district
-    page = _templates.get_template("dashboard.html").render(
+    page = TEMPLATES.get_template("dashboard.html").render(
         district=district.name, refresh_seconds=refresh, static_url="/dashboard/static")
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 

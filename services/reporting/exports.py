@@ -51,7 +51,8 @@ _HEADER_FILL = PatternFill("solid", fgColor="1F4E79")
 _THIN = Side(style="thin", color="B7C4D6")
 _BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
 
-_templates = jinja2.Environment(
+# The reporting pages' templates (the weekly report here, the dashboard in dashboard.py).
+TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
     undefined=jinja2.StrictUndefined,
@@ -300,7 +301,7 @@ def weekly_html(report: WeeklyReport) -> str:
                        "best": [{**item, "value_text": format_value(item["value"], figure["unit"])} for item in best],
                        "worst": [{**item, "value_text": format_value(item["value"], figure["unit"])}
                                  for item in worst]})
-    return _templates.get_template("weekly.html").render(
+    return TEMPLATES.get_template("weekly.html").render(
         report=report, period=summary["period"], previous=summary["previous"], figures=figures,
         counts=counts_rows(summary), trend=report.trend.get("points", []),
         count_names=COUNT_NAMES, overdue=report.overdue, recurring=report.recurring.get("items", []),
