@@ -7,10 +7,9 @@ from civicbus.events import EventKind, Ticket, TicketEvent, TicketState
 
 # A ticket that changed hands is news to its new unit, as a new ticket is.
 REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKind.ticket_reopened}
-# What the unit handling a ticket must hear of. (A missed deadline is step 1 of the escalation policy when one is
-# configured; without one, triage's ticket.overdue event tells the unit.)
+# What the unit handling a ticket must hear of. (A missed deadline is told by step 1 of the ticket's escalation
+# policy when that step tells the unit; otherwise triage's ticket.overdue event tells it.)
 TO_LEAD_UNIT = {EventKind.ticket_supervised, EventKind.ticket_callback_recorded, EventKind.ticket_extension_decided}
-# The states in which a deadline is still to be met; when a ticket leaves them, reminders and escalation stop.
 
 
 def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
@@ -20,10 +19,19 @@ def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
         return [(district.dispatcher.id, "dispatcher")]
     if event.kind is EventKind.ticket_routed or event.kind in REDISPATCHED:
         return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
-    overdue_to_unit = event.kind is EventKind.ticket_overdue and district.notify.escalation is None
+    overdue_to_unit = event.kind is EventKind.ticket_overdue and not _escalation_tells_unit(event, district)
     if (event.kind in TO_LEAD_UNIT or overdue_to_unit) and ticket.lead_unit:
         return [(ticket.lead_unit, "lead")]
     return []  # grouping, sign-for, notes, resolution…: on the ticket, not worth a message
+
+
+def _escalation_tells_unit(event: TicketEvent, district: District) -> bool:
+    """Whether the first step of the ticket's escalation policy tells its unit of this missed deadline."""
+    escalation = district.notify.escalation
+    if escalation is None or event.deadline is None:
+        return False
+    policy = escalation.policy_for(event.ticket.category, str(event.ticket.response_level))
+    return event.deadline in policy.deadlines and EscalationTarget.unit in policy.steps[0].notify
 
 
 def escalation_recipients(ticket: Ticket, targets: tuple[str, ...], district: District) -> list[tuple[str, str]]:

@@ -152,3 +152,36 @@ def test_a_robot_channel_of_unknown_type_is_refused_with_the_entry(broken: Path)
               lambda data: data["units"][0].update(channels=[{"type": "telegram", "url": "https://x"}]))
     error = load_error(broken)
     assert "district.yaml" in error and "units[0] (dangzheng).channels[0]" in error
+
+
+def test_a_missed_deadline_no_escalation_step_tells_goes_to_the_unit_from_triages_event(broken: Path):  # noqa: F811
+    from civicbus.events import (
+        CategoryEvidence,
+        EventKind,
+        LocationEvidence,
+        RoutingExplanation,
+        Severity,
+        Ticket,
+        TicketEvent,
+        TicketState,
+    )
+    from services.notify.recipients import recipients
+
+    def only_sign_for(data: dict) -> None:
+        for policy in data["escalation"]["policies"].values():
+            policy["deadlines"] = ["sign_for"]
+
+    edit_yaml(broken / "notify.yaml", only_sign_for)
+    district = load_district(broken)
+    ticket = Ticket(ticket_id="SF1", version=3, state=TicketState.acknowledged, event_kind=EventKind.complaint_received,
+                    event_source="12345", source_event_id="e1", title="拖欠工资", content="拖欠工资",
+                    severity=Severity.normal,
+                    category="labor.wage_arrears", category_name="劳资纠纷/欠薪", lead_unit="laobao", created_at=T0,
+                    explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none",
+                                                   confidence=0), location=LocationEvidence(method="none")))
+
+    def overdue(deadline: str) -> TicketEvent:
+        return TicketEvent(kind=EventKind.ticket_overdue, source="civicbus.triage", ticket=ticket, deadline=deadline)
+
+    assert recipients(overdue("resolve"), district) == [("laobao", "lead")], "no escalation policy covers 办结"
+    assert recipients(overdue("sign_for"), district) == [], "step 1 of the policy tells the unit of 签收"
