@@ -100,10 +100,9 @@ class RunningService:
         await self.task
 
 
-async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningService:
-    settings = stack.settings(name, **overrides)
-    app = build_service(name, settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning"))
+async def serve(name: str, app: Any, port: int) -> RunningService:
+    """Run a service's app in this process on a real port, once it has started (its consumers subscribed)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 60
     while not server.started:
@@ -112,7 +111,12 @@ async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningSer
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name} did not start")
         await asyncio.sleep(0.05)
-    return RunningService(name, f"http://127.0.0.1:{settings.http_port}", app, server, task)
+    return RunningService(name, f"http://127.0.0.1:{port}", app, server, task)
+
+
+async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningService:
+    settings = stack.settings(name, **overrides)
+    return await serve(name, build_service(name, settings), settings.http_port)
 
 
 # Notify retries on its timer tick: seconds, not the production minutes, for the flow tests on real time.

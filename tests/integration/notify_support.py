@@ -3,9 +3,7 @@ and simulated clock), a real local SMTP server (aiosmtpd) and ticket events to p
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +12,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
@@ -36,7 +33,7 @@ from civicbus.kafka import create_topics
 from civicbus.settings import HttpSettings, NotifySettings
 from services.notify.app import create_app
 
-from .conftest import free_port
+from .conftest import RunningService, free_port, serve
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 SMTP_USER, SMTP_PASSWORD = "notify", "s3cret"
@@ -128,39 +125,31 @@ class NotifyUnderTest:
     config_dir: Path
     clock: SimClock
     prefix: str = field(default_factory=lambda: f"n{uuid.uuid4().hex[:8]}.")
-    app: Any = None
-    server: uvicorn.Server | None = None
-    task: asyncio.Task | None = None
+    running: RunningService | None = None
 
     @property
     def db_name(self) -> str:
         return f"civicbus_test_{self.prefix[:-1]}"
 
     async def start(self) -> NotifyUnderTest:
-        if self.app is None:
+        if self.running is None:
             await create_topics(self.bootstrap, self.prefix)
         settings = NotifySettings(
             kafka_bootstrap=self.bootstrap, mongo_url=self.mongo_url, mongo_db=self.db_name,
             topic_prefix=self.prefix, config_dir=self.config_dir, http=HttpSettings(port=free_port()),
             retry_base_s=60, retry_max_s=240, timer_tick_s=3600,  # the tests tick themselves, on simulated time
         )
-        self.app = create_app(settings, clock=self.clock)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.http_port,
-                                                    log_level="warning"))
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-            if time.monotonic() > deadline:
-                raise TimeoutError("notify did not start")
-            await asyncio.sleep(0.05)
+        self.running = await serve("notify", create_app(settings, clock=self.clock), settings.http_port)
         return self
 
+    @property
+    def app(self) -> Any:
+        assert self.running is not None, "notify was not started"
+        return self.running.app
+
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            await self.task
+        if self.running is not None:
+            await self.running.stop()
 
     async def tick(self, now: datetime) -> int:
         self.clock.now = now
