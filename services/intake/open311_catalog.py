@@ -116,6 +116,12 @@ def load_catalog(folder: Path, district: District) -> Catalog | None:
         lineage = {node.code for node in (*parents, category)}
         if category.children or lineage & set(settings.hidden):
             continue
+        if not category.upstream_codes:
+            # The service a citizen chooses is passed on as the category's upstream code; without one, triage would
+            # classify by the text alone and the choice would be silently ignored.
+            raise DistrictConfigError(
+                f"{path}: service {category.code} ({category.name}) has no upstream_codes in categories.yaml; "
+                "give it one, or list it (or a parent) under hidden")
         attributes = [spec for spec in settings.attributes if lineage & set(spec.categories)]
         codes = [spec.code for spec in attributes]
         if len(codes) != len(set(codes)):
@@ -132,6 +138,6 @@ def _service(category: Category, parents: tuple[Category, ...], attributes: list
         description="/".join(node.name for node in (*parents, category)),
         group=root.name,
         keywords=tuple(keyword.term for keyword in category.keywords),
-        upstream_code=category.upstream_codes[0] if category.upstream_codes else "",
+        upstream_code=category.upstream_codes[0],
         attributes=tuple(enumerate(attributes, start=1)),
     )

@@ -52,6 +52,16 @@ def test_a_broken_open311_file_stops_the_start_naming_the_entry(config_dir, dist
     assert str(path) in str(error.value) and message in str(error.value)
 
 
+def test_a_service_without_an_upstream_code_stops_the_start(config_dir):
+    from civicbus.district import load_district
+
+    path = config_dir / "categories.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace('        upstream_codes: ["0303"]\n', "", 1),
+                    encoding="utf-8")
+    with pytest.raises(DistrictConfigError, match=r"service environment.dust \(扬尘\) has no upstream_codes"):
+        load_catalog(config_dir, load_district(config_dir))
+
+
 def test_xml_has_the_declaration_item_elements_and_the_spec_error_shape():
     zone = ZoneInfo("Asia/Shanghai")
     body = render("xml", "services", "service", [{"service_code": "a", "metadata": True, "keywords": "路灯"}], zone).body
