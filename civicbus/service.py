@@ -80,6 +80,16 @@ def _config_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(stamp)
 
 
+def _load_and_build(folder: Path, listeners: Sequence[Callable[[District], None]]) -> District:
+    """In a worker thread, off the event loop: loading the files and building on them (a classifier model, an
+    Aho-Corasick automaton, polygons) takes long enough to stall consumers. Each listener builds what depends on
+    the configuration and swaps it in with one assignment; it raises if it cannot."""
+    district = load_district(folder)
+    for listener in listeners:
+        listener(district)
+    return district
+
+
 async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
     """Reload the domain configuration when its files change, without a restart. A file that no longer validates
     is reported and the configuration in force stays: a typo never stops the service."""
@@ -96,9 +106,7 @@ async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
             continue
         stamp = current
         try:
-            district = await asyncio.to_thread(load_district, folder)
-            for listener in runtime.on_district_change:
-                listener(district)  # builds what depends on the configuration; raises if it cannot
+            district = await asyncio.to_thread(_load_and_build, folder, runtime.on_district_change)
         except (DistrictConfigError, ValueError) as error:
             log.error("配置文件有误，继续使用原配置 (invalid configuration; keeping the one in force)", error=str(error))
             continue
