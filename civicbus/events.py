@@ -10,6 +10,7 @@ A change that a v1 reader cannot read is a new ``schema_version`` — never an e
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -139,6 +140,7 @@ class EventKind(StrEnum):
     ticket_overdue = "ticket.overdue"  # 超期
     ticket_command_refused = "ticket.command_refused"  # 指令被拒
     ticket_command = "ticket.command"
+    event_triaged = "event.triaged"  # triage's decision on an incoming event, on its way to the ticket's owner
     notification_delivered = "notification.delivered"
     notification_failed = "notification.failed"
     dead_letter = "dead_letter"
@@ -424,7 +426,31 @@ class TicketCommand(Event):
 
     @property
     def partition_key(self) -> str:
-        return self.ticket_id
+        return ticket_shard(self.ticket_id)
+
+
+class EventTriaged(Event):
+    """An incoming event classified, located and routed by triage, on its way (``civic.commands``) to the consumer
+    that owns its problem's partition: that consumer alone opens the ticket or joins it to the open one, and it alone
+    applies the ticket's commands, so every ticket and every problem group has one writer whatever the number of
+    replicas (Kafka Streams' repartition, see docs/adr). Keyed by the shard of ``home``, like the commands of the
+    tickets it opens."""
+
+    kind: Literal[EventKind.event_triaged] = EventKind.event_triaged
+    incoming: IncomingEvent
+    home: str = Field(min_length=1, max_length=600, description="the problem's group, or the event id if it has none")
+    tickets: list[Ticket] = Field(default=[], description="the tickets it opens if no open ticket gathers it; "
+                                  "empty for an alarm, decided by the owner only when it opens one")
+
+    @property
+    def partition_key(self) -> str:
+        return shard_of(self.home)
+
+
+TICKET_INPUT_ADAPTER: TypeAdapter[Any] = TypeAdapter(
+    Annotated[TicketCommand | EventTriaged, Field(discriminator="kind")]
+)
+"""What ``civic.commands`` carries: commands on tickets and the triaged events that open or join them."""
 
 
 # --------------------------------------------------------------------------- notifications
@@ -470,10 +496,32 @@ class DeadLetter(Event):
         return self.original_key or self.event_id
 
 
-def ticket_number(prefix: str, created_at: datetime, source_event_id: str) -> str:
-    """A work-order number staff can read out (工单号), derived from the event so retries give the same one."""
-    digest = hashlib.sha1(source_event_id.encode()).hexdigest()[:10].upper()
-    return f"{prefix}{created_at:%Y%m%d}{digest}"
+SHARD_LENGTH = 4
+_NUMBER_DIGEST = 6
+
+
+def shard_of(home: str) -> str:
+    """The Kafka key of everything that touches the tickets of one problem (``home``: its group, or the event that
+    opened it): four hex digits, part of each of its tickets' numbers, so a command naming a ticket finds the
+    partition of the ticket's owner without a look-up."""
+    return hashlib.sha1(home.encode()).hexdigest()[:SHARD_LENGTH].upper()
+
+
+def ticket_number(prefix: str, created_at: datetime, source_event_id: str, home: str) -> str:
+    """A work-order number staff can read out (工单号), derived from the event so retries give the same one:
+    prefix, date, the shard of its problem, then a digest of the event."""
+    digest = hashlib.sha1(source_event_id.encode()).hexdigest()[:_NUMBER_DIGEST].upper()
+    return f"{prefix}{created_at:%Y%m%d}{shard_of(home)}{digest}"
+
+
+_TICKET_NUMBER = re.compile(rf"\d{{8}}([0-9A-F]{{{SHARD_LENGTH}}})[0-9A-F]{{{_NUMBER_DIGEST}}}$")
+
+
+def ticket_shard(ticket_id: str) -> str:
+    """The Kafka key of a ticket's commands: the shard in its number. An id that is no ticket number (a typo) is
+    its own key; such a command is refused as an unknown ticket wherever it lands."""
+    match = _TICKET_NUMBER.search(ticket_id)
+    return match.group(1) if match else ticket_id
 
 
 INCOMING_ADAPTER: TypeAdapter[Any] = TypeAdapter(IncomingEvent)

@@ -35,6 +35,16 @@ BATCH_RETRIES = Counter(
     "Batches read again after a failure of Kafka or MongoDB (nothing was committed)",
     ["service", "topic", "error"],
 )
+CONSUMER_LAG = Gauge(
+    "civicbus_consumer_lag",
+    "Records on a partition not yet committed by the consumer group (end offset − committed offset)",
+    ["service", "group", "topic", "partition"],
+)
+CONSUMER_HALTED = Gauge(
+    "civicbus_consumer_halted",
+    "1 while a consumer is stopped by its DLQ limit (it dead-lettered too much; nothing is committed)",
+    ["service", "topic"],
+)
 HTTP_REQUESTS = Counter(
     "civicbus_http_requests_total",
     "HTTP requests answered, by route template and status class",

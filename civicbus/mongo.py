@@ -52,6 +52,12 @@ def create_mongo(settings: ServiceSettings) -> AsyncMongoClient:
         tz_aware=True,
         appname=f"civicbus-{settings.service_name}",
         serverSelectionTimeoutMS=5000,
+        # Bounded in time and in number: an operation that cannot finish raises a timeout (a transient error, the
+        # batch is retried) instead of waiting for ever, and one process never holds more than its share of the
+        # store's connections.
+        timeoutMS=settings.mongo_timeout_ms,
+        maxPoolSize=settings.mongo_max_pool,
+        connectTimeoutMS=5000,
     )
 
 

@@ -39,18 +39,28 @@ def minutes_between(start: datetime, end: datetime) -> list[str]:
     return ids
 
 
-class MinuteBuckets:
-    """One timer store: its buckets, and the watermark (``field`` of document ``state_id``) of the ticks done."""
+def bucket_id(minute: str, writer: int) -> str:
+    """A minute's bucket of one writer: ``202611251030|3``."""
+    return f"{minute}|{writer}"
 
-    def __init__(self, buckets: AsyncCollection, state: AsyncCollection, state_id: str, field: str) -> None:
+
+class MinuteBuckets:
+    """One timer store: its buckets, and the watermark (``field`` of document ``state_id``) of the ticks done.
+
+    Each minute has one bucket per *writer* — the Kafka partition whose owner files the entries — because FerretDB
+    v1 applies an update by reading, changing and writing back the document: two replicas adding to one bucket at
+    once would lose an entry. A partition has one owner at a time, so each bucket has one writer; a tick reads the
+    buckets of every writer (``writers``), a few point reads a minute."""
+
+    def __init__(self, buckets: AsyncCollection, state: AsyncCollection, state_id: str, field: str,
+                 writers: int) -> None:
         self._buckets = buckets
         self._state = state
         self._state_id = state_id
         self._field = field
-        # FerretDB v1 updates are read-modify-write: two writers of one bucket could lose an entry.
-        self._write_lock = asyncio.Lock()
+        self._writers = writers
 
-    async def file(self, entries: Iterable[tuple[datetime, str]], now: datetime) -> None:
+    async def file(self, entries: Iterable[tuple[datetime, str]], now: datetime, writer: int) -> None:
         """File each entry in the bucket of its time — or of ``now`` when that time has passed: a timer filed late
         (after an outage, behind a backlog) must land where the next tick looks, not in a minute already swept.
         A timer older than ``FIRST_LOOK_BACK`` is history (a replayed topic, an old ticket), as far back as a first
@@ -60,15 +70,15 @@ class MinuteBuckets:
             if at >= now - FIRST_LOOK_BACK:
                 by_minute[minute_id(max(at, now))].add(entry)
         if by_minute:
-            async with self._write_lock:
-                await upsert_by_id(self._buckets, {minute: {"$addToSet": {"entries": {"$each": sorted(names)}}}
-                                                   for minute, names in by_minute.items()})
+            await upsert_by_id(self._buckets, {bucket_id(minute, writer): {"$addToSet": {"entries": {"$each": sorted(names)}}}
+                                               for minute, names in by_minute.items()})
 
     async def entries_due(self, now: datetime) -> set[str]:
         """Every entry of the buckets from the last tick (less ``OVERLAP``) up to ``now``."""
         state = await self._state.find_one({"_id": self._state_id}) or {}
         since = state.get(self._field, now - FIRST_LOOK_BACK) - OVERLAP
-        buckets = await find_by_ids(self._buckets, minutes_between(since, now))
+        buckets = await find_by_ids(self._buckets, [bucket_id(minute, writer) for minute in minutes_between(since, now)
+                                                    for writer in range(self._writers)])
         return {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
 
     async def ticked(self, now: datetime) -> None:

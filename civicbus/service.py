@@ -30,11 +30,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 import civicbus
 from civicbus.auth import KeyStore
 from civicbus.district import District, DistrictConfigError, load_district
-from civicbus.kafka import Publisher, create_broker
+from civicbus.kafka import BatchHandler, Publisher, Subscription, create_broker, subscribe_batch, watch_consumer_lag
 from civicbus.logs import configure_logging, get_logger
 from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
 from civicbus.mongo import create_mongo, database, ping
 from civicbus.settings import SETTINGS_BY_SERVICE, ServiceSettings
+from civicbus.topics import Topic
 
 log = get_logger(__name__)
 
@@ -55,6 +56,7 @@ class Runtime:
     on_stop: list[Hook] = field(default_factory=list)
     background: list[Hook] = field(default_factory=list)  # run while the service runs, cancelled at stop
     on_district_change: list[Callable[[District], None]] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> Runtime:
@@ -63,6 +65,13 @@ class Runtime:
         broker = create_broker(settings)
         mongo = create_mongo(settings)
         return cls(settings, broker, Publisher(broker, settings), mongo, database(mongo, settings), district)
+
+    def subscribe(self, topic: Topic, handler: BatchHandler) -> Subscription:
+        """Consume ``topic`` in batches with ``handler`` (civicbus.kafka.subscribe_batch); its lag and its partitions
+        are then known to the service."""
+        subscription = subscribe_batch(self.broker, self.settings, topic, handler, self.publisher)
+        self.subscriptions.append(subscription)
+        return subscription
 
 
 def _config_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
@@ -152,6 +161,9 @@ def service_app(
             await hook(runtime)
         await runtime.broker.start()
         tasks = [asyncio.create_task(task(runtime)) for task in runtime.background]
+        if runtime.subscriptions:
+            tasks.append(asyncio.create_task(watch_consumer_lag(
+                settings.kafka_bootstrap, service, runtime.subscriptions, settings.consumer.lag_interval_s)))
         log.info("service started", service=service, port=settings.http_port, district=runtime.district.name)
         try:
             yield
@@ -193,6 +205,9 @@ def service_app(
             checks["mongo"] = "ok"
         except Exception as error:
             checks["mongo"] = f"error: {error}"
+        for subscription in runtime.subscriptions:
+            if subscription.halted:
+                checks[f"consumer {subscription.topic.name}"] = f"stopped: {subscription.halted}"
         ready = all(value == "ok" for value in checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks,
                 "seconds": round(time.perf_counter() - started, 3)}

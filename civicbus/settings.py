@@ -26,7 +26,15 @@ class HttpSettings(BaseModel):
 class KafkaConsumerSettings(BaseModel):
     max_records: int = Field(default=500, ge=1, description="records per batch (consume in batches, write in bulk)")
     batch_timeout_ms: int = Field(default=50, ge=1, description="how long a batch waits to fill")
-    retry_backoff_s: float = Field(default=1.0, gt=0, description="pause before a failed batch is read again")
+    retry_backoff_s: float = Field(default=1.0, gt=0, description="pause before a failed batch is read again; "
+                                   "doubles with each failure in a row up to retry_backoff_max_s")
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    dlq_max_consecutive: int = Field(default=200, ge=1, description="dead letters in a row (no record processed in "
+                                     "between) that stop the consumer instead of dead-lettering a whole topic")
+    dlq_max_ratio: float = Field(default=0.8, gt=0, le=1, description="share of dead letters among the last "
+                                 "dlq_ratio_window records that stops the consumer")
+    dlq_ratio_window: int = Field(default=500, ge=10)
+    lag_interval_s: float = Field(default=15.0, gt=0, description="how often consumer lag is measured")
 
 
 class ServiceSettings(BaseSettings):
@@ -57,6 +65,10 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("CIVICBUS_MONGO_URL", "MONGO_URL", "mongo_url"),
     )
     mongo_db: str = Field(default="civicbus", pattern=r"^[A-Za-z0-9_-]{1,60}$")
+    mongo_timeout_ms: int = Field(default=10_000, ge=100, description="longest a store operation may take, waiting "
+                                  "for a connection included: a stuck store fails the batch instead of hanging it")
+    mongo_max_pool: int = Field(default=8, ge=1, description="connections per process: every replica's pool adds "
+                                "up against the store's own, and the embedded FerretDB wedges past it")
     config_dir: Path = DEFAULT_CONFIG_DIR
     http: HttpSettings = HttpSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

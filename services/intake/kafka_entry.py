@@ -11,7 +11,7 @@ too. Triage deduplicates by event id, so nothing becomes a second ticket.
 from __future__ import annotations
 
 from civicbus.events import Event
-from civicbus.kafka import BatchOutcome, Consumed, subscribe_batch
+from civicbus.kafka import BatchOutcome, Consumed
 from civicbus.logs import get_logger
 from civicbus.service import Runtime
 from civicbus.topics import EVENTS, INTAKE
@@ -38,4 +38,4 @@ def subscribe_intake_topic(runtime: Runtime, admission: Admission) -> None:
             log.info("events accepted from Kafka", count=len(events), refused=len(failed))
         return BatchOutcome(failed=failed)
 
-    subscribe_batch(runtime.broker, runtime.settings, INTAKE, admit, runtime.publisher)
+    runtime.subscribe(INTAKE, admit)

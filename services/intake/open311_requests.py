@@ -17,7 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.operations import UpdateOne
 
 from civicbus.events import STATE_NAMES, EventKind, TicketEvent, TicketState
-from civicbus.kafka import BatchOutcome, Consumed, subscribe_batch
+from civicbus.kafka import BatchOutcome, Consumed
 from civicbus.logs import mask_personal_data
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 from civicbus.service import Runtime
@@ -153,4 +153,4 @@ class RequestStore:
 
 
 def subscribe_ticket_status(runtime: Runtime, store: RequestStore) -> None:
-    subscribe_batch(runtime.broker, runtime.settings, TICKETS, store.follow_tickets, runtime.publisher)
+    runtime.subscribe(TICKETS, store.follow_tickets)

@@ -10,7 +10,6 @@ import httpx
 from fastapi import FastAPI
 
 from civicbus.district import Channel
-from civicbus.kafka import subscribe_batch
 from civicbus.service import Runtime, service_app
 from civicbus.settings import NotifySettings
 from civicbus.topics import TICKETS
@@ -52,7 +51,7 @@ def create_app(settings: NotifySettings | None = None, clock: Callable[[], datet
     runtime.on_stop.append(close_client)
     runtime.background.append(run_timers)
     handler = NotifyHandler(district, pipeline, timers, runtime.publisher)
-    subscribe_batch(runtime.broker, settings, TICKETS, handler, runtime.publisher)
+    runtime.subscribe(TICKETS, handler)
     app = service_app(
         runtime,
         title="civicbus notify",

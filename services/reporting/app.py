@@ -6,7 +6,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from civicbus.district import District
-from civicbus.kafka import subscribe_batch
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import ReportingSettings
 from civicbus.topics import NOTIFICATIONS, TICKETS
@@ -29,10 +28,8 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         await projections.ensure_indexes()
 
     runtime.on_start.append(ensure_indexes)
-    subscribe_batch(runtime.broker, runtime.settings, TICKETS, ticket_events_handler(projections),
-                    runtime.publisher)
-    subscribe_batch(runtime.broker, runtime.settings, NOTIFICATIONS,
-                    notification_results_handler(projections), runtime.publisher)
+    runtime.subscribe(TICKETS, ticket_events_handler(projections))
+    runtime.subscribe(NOTIFICATIONS, notification_results_handler(projections))
     app = service_app(
         runtime,
         title="civicbus reporting",

@@ -25,6 +25,7 @@ from civicbus.events import (
 
 from .classify import Classification, Classifier
 from .deadlines import Deadlines, WorkingCalendar, choose_policy, compute_deadlines
+from .groups import home_of
 from .locate import Located, Locator
 from .routing import Assignment, Router
 
@@ -158,8 +159,11 @@ class TriageEngine:
             resolve_due = min(resolve_due, data.due_at)  # the upstream platform's deadline binds us
         # One event may make several tickets (routes with `continue`): each gets its own stable number.
         number_seed = event.event_id if index == 0 else f"{event.event_id}#{index}"
+        fingerprint = self.fingerprint(event) if isinstance(data, Alarm) else ""
+        repeat_key = f"{classification.code}|{located.place}" if isinstance(data, Complaint) and located.place else ""
         return Ticket(
-            ticket_id=ticket_number(self.district.code, created_at, number_seed),
+            ticket_id=ticket_number(self.district.code, created_at, number_seed,
+                                    home_of(event.event_id, fingerprint, repeat_key)),
             state=TicketState.manual if manual_reason else TicketState.routed,
             event_kind=event.kind,
             event_source=event.source,
@@ -183,8 +187,8 @@ class TriageEngine:
             resolve_due=resolve_due,
             created_at=created_at,
             caller_phone=getattr(data, "caller_phone", ""),
-            fingerprint=self.fingerprint(event) if isinstance(data, Alarm) else "",
-            repeat_key=f"{classification.code}|{located.place}" if isinstance(data, Complaint) and located.place else "",
+            fingerprint=fingerprint,
+            repeat_key=repeat_key,
             last_event_at=event.occurred_at,
             amount_involved=getattr(data, "amount", None),
             explanation=RoutingExplanation(

@@ -21,6 +21,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus.events import OPEN_STATES, Repeat, Ticket
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 
+from .groups import alarm_group, repeat_group
+
 TICKETS_COLLECTION = "tickets"
 GROUPS_COLLECTION = "ticket_groups"
 INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands")
@@ -69,14 +71,6 @@ def _stored(document: dict[str, Any]) -> StoredTicket:
         list(document.get("recent_event_ids", [])),
         set(document.get("applied_commands", [])),
     )
-
-
-def alarm_group(fingerprint: str) -> str:
-    return f"alarm|{fingerprint}"
-
-
-def repeat_group(repeat_key: str) -> str:
-    return f"repeat|{repeat_key}"
 
 
 class TicketStore:
