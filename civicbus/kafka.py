@@ -210,8 +210,7 @@ async def _one_by_one(handler: BatchHandler, decoded: list[Consumed]) -> BatchOu
         except Exception as error:
             if is_transient(error):
                 raise
-            log.exception("record failed", topic=item.record.topic, partition=item.record.partition,
-                          offset=item.record.offset)
+            log.exception("record failed", event_id=getattr(item.event, "event_id", ""))
             outcome.failed.append((item, f"{type(error).__name__}: {error}"))
             continue
         outcome.failed.extend(single.failed)

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from civicbus.events import (
     INCOMING_ADAPTER,
     SUBMISSION_ADAPTER,
+    TICKET_INPUT_ADAPTER,
     Action,
     Actor,
     Alarm,
@@ -26,6 +27,7 @@ from civicbus.events import (
     DeadLetter,
     Event,
     EventKind,
+    EventTriaged,
     Inspection,
     InspectionReported,
     InspectionSubmission,
@@ -180,7 +182,7 @@ EVENTS = Topic(
     key="event id; for alarms the fingerprint (device:alarm type), so one sensor's storm stays on one partition",
     schemas=(ComplaintReceived, AlarmRaised, InspectionReported),
     producers=("intake", "upstream systems"),
-    consumers=("triage",),
+    consumers=("triage (triager: decides, then re-keys by problem onto civic.commands)",),
     adapter=INCOMING_ADAPTER,
     examples=(_COMPLAINT, _ALARM, _INSPECTION),
 )
@@ -195,16 +197,32 @@ TICKETS = Topic(
     adapter=TypeAdapter(TicketEvent),
     examples=(_TICKET,),
 )
+_TRIAGED = EventTriaged(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a08",
+    source="civicbus.triage",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    correlation_id=_ALARM.event_id,
+    incoming=_ALARM,
+    home="alarm|iot.smoke|SMK-0031|smoke",
+)
 COMMANDS = Topic(
     name="civic.commands",
-    description="Commands on tickets from units, leaders and dispatchers (签收、退单、延期、办结、回访、督办、改派…)",
+    description=(
+        "Everything that changes a ticket, for its one writer (triage's owner): triaged events that open or join "
+        "tickets, and commands from units, leaders and dispatchers (签收、退单、延期、办结、回访、督办、改派…)"
+    ),
     partitions=6,
-    key="ticket id, so one ticket's commands apply in order",
-    schemas=(TicketCommand,),
-    producers=("intake", "upstream systems"),
-    consumers=("triage",),
-    adapter=TypeAdapter(TicketCommand),
-    examples=(_COMMAND,),
+    key=(
+        "the ticket's shard: for a command, the 4 hex digits before the last 6 of the ticket number "
+        "(civicbus.events.ticket_shard, e.g. SF20260920 3F2A 9C41B7 → 3F2A); for a triaged event, the shard of its "
+        "problem group — so a ticket, its group and its commands share one partition and one consumer"
+    ),
+    schemas=(TicketCommand, EventTriaged),
+    producers=("intake", "triage", "upstream systems"),
+    consumers=("triage (owner)",),
+    adapter=TICKET_INPUT_ADAPTER,
+    examples=(_COMMAND, _TRIAGED),
 )
 NOTIFICATIONS = Topic(
     name="civic.notifications",

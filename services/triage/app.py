@@ -1,11 +1,11 @@
-"""The triage service: consumes ``civic.events``, produces ``civic.tickets``."""
+"""The triage service: consumes ``civic.events`` (triager: decides and re-keys each event by its problem) and
+``civic.commands`` (owner: opens, groups and changes tickets), produces ``civic.tickets``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from civicbus.district import District
-from civicbus.kafka import subscribe_batch
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
 from civicbus.topics import COMMANDS, EVENTS
@@ -13,10 +13,12 @@ from civicbus.topics import COMMANDS, EVENTS
 from .commands import CommandHandler
 from .decide import TriageEngine
 from .handler import TriageHandler
+from .owner import TicketOwner
 from .overdue import OverdueSweeper
 from .response_level import ResponseLevelState
 from .response_level import router as response_level_router
 from .store import TicketStore
+from .triager import Triager
 
 
 def create_app(settings: TriageSettings | None = None) -> FastAPI:
@@ -30,9 +32,9 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
 
     runtime.on_district_change.append(use_new_rules)
     runtime.background.extend([watch_district, level.follow])
-    subscribe_batch(runtime.broker, runtime.settings, EVENTS, handler, runtime.publisher)
+    runtime.subscribe(EVENTS, Triager(lambda: handler.engine, runtime.publisher, level))
     commands = CommandHandler(lambda: handler.engine, handler.store, runtime.publisher, runtime.db)
-    subscribe_batch(runtime.broker, runtime.settings, COMMANDS, commands, runtime.publisher)
+    runtime.subscribe(COMMANDS, TicketOwner(handler, commands))
     sweeper = OverdueSweeper(runtime.db, handler.store, runtime.publisher,
                              interval=settings.overdue_sweep_s)
     runtime.background.append(sweeper.run)

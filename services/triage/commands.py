@@ -1,6 +1,7 @@
 """Triage's command handler: commands on tickets in (civic.commands), transitions or refusals out (civic.tickets).
 
-One writer per ticket: commands are keyed by ticket id, so one consumer applies a ticket's commands in order.
+One writer per ticket: commands are keyed by the shard in the ticket's number (civicbus.events.ticket_shard), the
+key of the triaged events that open and join the ticket too, so one consumer applies all of them in order.
 Each outcome is first written as a decision record (``command_results``, by command id, holding the events to
 publish), then applied to the ticket (which remembers the command ids it applied), then published. A command
 read again — a redelivery, or the same command id sent twice — finds its decision record: the ticket is brought up
@@ -59,10 +60,6 @@ class CommandHandler:
         self._tickets = db[TICKETS_COLLECTION]
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
-        async with self._store.write_lock:
-            return await self._handle(batch)
-
-    async def _handle(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
         commands: dict[str, TicketCommand] = {}
         for item in batch:
@@ -111,12 +108,14 @@ class CommandHandler:
             to_publish.extend(events)
 
         await insert_missing(self._results, records)
-        await self._bring_tickets_up_to(commands, {**decided, **records}, stored)
+        writer = {item.event.ticket_id: item.record.partition for item in batch}
+        await self._bring_tickets_up_to(commands, {**decided, **records}, stored, writer)
         await self._publisher.publish(TICKETS, to_publish)
         return outcome
 
     async def _bring_tickets_up_to(
-        self, commands: dict[str, TicketCommand], records: dict[str, dict[str, Any]], stored: dict[str, StoredTicket]
+        self, commands: dict[str, TicketCommand], records: dict[str, dict[str, Any]], stored: dict[str, StoredTicket],
+        writer: dict[str, int],
     ) -> None:
         """Write each ticket's state after its applied commands, once: a command the ticket already remembers is
         not applied again."""
@@ -140,7 +139,7 @@ class CommandHandler:
                  "$addToSet": {"applied_commands": {"$each": applied[ticket_id]}}},
             ))
         await bulk_write(self._tickets, operations)
-        moved = [ticket for ticket_id, ticket in latest.items()
+        moved = [(ticket, writer[ticket_id]) for ticket_id, ticket in latest.items()
                  if (ticket.sign_for_due, ticket.resolve_due)
                  != (stored[ticket_id].ticket.sign_for_due, stored[ticket_id].ticket.resolve_due)]
         await file_deadlines(self._tickets.database, moved)  # 改派, 延期, 反弹… put them in new buckets

@@ -1,9 +1,11 @@
-"""Triage's Kafka handler: a batch of incoming events in, tickets stored and grouped in bulk, lifecycle events out.
+"""Triage's ticket owner for triaged events: ``EventTriaged`` records in (``civic.commands``, keyed by the shard of
+their problem), tickets stored and grouped in bulk, lifecycle events out.
 
-Per batch: one round of look-ups of the open tickets of the batch's groups (alarm fingerprints, complaint category
-and place), the writes of new tickets, alarm joins and 重复件 links, a read-back of the grouped tickets, and one
-publish — a handful of round trips per batch, not per event. An alarm that
-joins an open ticket is not classified or located again, so a storm costs little per alarm.
+Every event of one problem group (an alarm fingerprint, a complaint's category and place) arrives on one partition,
+so this consumer is the one writer of the group and of its tickets, with any number of replicas. Per batch: one
+round of look-ups of the open tickets of the batch's groups, the writes of new tickets, alarm joins and 重复件
+links, a read-back of the grouped tickets, and one publish — a handful of round trips per batch, not per event. An
+alarm that joins an open ticket is never classified or located, so a storm costs little per alarm.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from civicbus.events import (
     Actor,
     AlarmRaised,
     EventKind,
+    EventTriaged,
     Repeat,
     Ticket,
     TicketCommand,
@@ -32,7 +35,8 @@ from civicbus.topics import COMMANDS, TICKETS
 from .decide import TriageEngine
 from .overdue import file_deadlines
 from .response_level import ResponseLevelState
-from .store import AlarmJoin, StoredTicket, TicketStore, alarm_group, repeat_group
+from .groups import alarm_group, repeat_group
+from .store import AlarmJoin, StoredTicket, TicketStore
 
 log = get_logger(__name__)
 
@@ -72,34 +76,25 @@ class TriageHandler:
         self._level = level
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
-        async with self.store.write_lock:
-            return await self._handle(batch)
-
-    async def _handle(self, batch: list[Consumed]) -> BatchOutcome:
+        """Handle ``EventTriaged`` records: each item below carries the incoming event and the triaged record (whose
+        partition and offset the alarm joins remember)."""
         outcome = BatchOutcome()
         unique: dict[str, Consumed] = {}
+        decisions: dict[str, list[Ticket]] = {}
+        fingerprints: dict[str, str] = {}
         for item in batch:
-            if item.event.event_id in unique:
+            triaged: EventTriaged = item.event
+            event = triaged.incoming
+            if event.event_id in unique:
                 outcome.duplicates += 1
+                continue
+            unique[event.event_id] = Consumed(event, item.record)
+            if isinstance(event, AlarmRaised):
+                fingerprints[event.event_id] = triaged.home.removeprefix(alarm_group(""))
             else:
-                unique[item.event.event_id] = item
+                decisions[event.event_id] = triaged.tickets
         items = list(unique.values())
-
-        fingerprints = {
-            item.event.event_id: self.engine.fingerprint(item.event)
-            for item in items
-            if isinstance(item.event, AlarmRaised)
-        }
-        decisions = {}
-        for item in items:
-            if item.event.event_id in fingerprints:
-                continue  # alarms are decided only if they open a ticket
-            try:
-                decisions[item.event.event_id] = self.engine.decide(item.event, self._level.current).tickets
-            except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
-                log.exception("triage failed for an event", event_id=item.event.event_id,
-                              correlation_id=item.event.correlation_id)
-                outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
+        writer = {item.event.event_id: item.record.partition for item in items}
         grouping = self.engine.district.routing.grouping
         window = timedelta(hours=grouping.repeat_window_hours)
         recurrence_window = timedelta(days=grouping.recurrence_window_days)
@@ -137,7 +132,7 @@ class TriageHandler:
         stored_new, existing = await self.store.create(
             new_tickets, {entry.ticket.ticket_id: entry.offsets for entry in plan.new if entry.offsets}
         )
-        await file_deadlines(self.store.db, stored_new)
+        await file_deadlines(self.store.db, [(ticket, writer[ticket.source_event_id]) for ticket in stored_new])
         # A "new" ticket that existed already was made by a redelivery of this batch: its joins were applied then.
         await self.store.join_alarms([join for join in plan.alarm_joins.values() if join.ticket_id not in existing])
         await self.store.join_repeats([(ticket_id, repeat) for ticket_id, repeat in plan.repeats
@@ -175,11 +170,11 @@ class TriageHandler:
         if stored is not None:
             ticket_id = stored.ticket.ticket_id
             plan.correlation.setdefault(ticket_id, event.correlation_id)
-            if stored.holds(event.event_id):
+            if event.event_id == stored.ticket.source_event_id:
                 plan.republish_created.add(ticket_id)  # the ticket's own first alarm, redelivered
                 outcome.duplicates += 1
-            elif record.offset <= stored.group_offsets.get(partition, -1):
-                plan.republish_grouped.add(ticket_id)  # joined before: redelivered
+            elif stored.holds(event.event_id) or record.offset <= stored.group_offsets.get(partition, -1):
+                plan.republish_grouped.add(ticket_id)  # joined before: redelivered, or sent again by its platform
                 outcome.duplicates += 1
             else:
                 self._join_alarm(plan, item, ticket_id, stored.recent_event_ids)
@@ -292,6 +287,9 @@ class TriageHandler:
 
     @staticmethod
     def _grouped(stored: StoredTicket, joined: int, correlation_id: str) -> TicketEvent:
+        """The announcement of the ticket's latest join. Read again after a crash (``joined`` 0: this batch found
+        its joins applied), it is the same event — same id, same count — whether or not it was published then."""
+        joined = joined or stored.last_joined
         ticket = stored.ticket
         # The id names the state reached (offsets, repeats), so republishing the same state is recognised.
         state = ",".join(f"{partition}:{offset}" for partition, offset in sorted(stored.group_offsets.items()))

@@ -11,6 +11,7 @@ the two) is sent again by a later sweep under the same command id, which the com
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,16 +36,25 @@ SWEEP_STATE_ID = "overdue_sweep"
 
 
 def deadline_buckets(db: AsyncDatabase) -> MinuteBuckets:
-    return MinuteBuckets(db[BUCKETS], db[SWEEP_STATE], SWEEP_STATE_ID, "swept_until")
+    # One bucket per minute and civic.commands partition: the partition's owner files its tickets' deadlines.
+    return MinuteBuckets(db[BUCKETS], db[SWEEP_STATE], SWEEP_STATE_ID, "swept_until", writers=COMMANDS.partitions)
 
 
-async def file_deadlines(db: AsyncDatabase, tickets: Iterable[Ticket]) -> None:
-    """Put each ticket's deadlines in their minute buckets (idempotent)."""
-    await deadline_buckets(db).file(
-        ((due, f"{ticket.ticket_id}|{deadline}") for ticket in tickets
-         for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due)) if due is not None),
-        datetime.now(UTC),
-    )
+async def file_deadlines(db: AsyncDatabase, tickets: Iterable[tuple[Ticket, int]]) -> None:
+    """Put each ticket's deadlines in their minute buckets (idempotent), in the buckets of the civic.commands
+    partition whose owner writes the ticket (given with each ticket)."""
+    by_writer: dict[int, list[Ticket]] = defaultdict(list)
+    for ticket, partition in tickets:
+        by_writer[partition].append(ticket)
+    buckets = deadline_buckets(db)
+    for partition, owned in by_writer.items():
+        await buckets.file(
+            ((due, f"{ticket.ticket_id}|{deadline}") for ticket in owned
+             for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due))
+             if due is not None),
+            datetime.now(UTC),
+            writer=partition,
+        )
 
 
 class OverdueSweeper:

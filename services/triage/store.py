@@ -1,15 +1,15 @@
 """Triage's tickets in MongoDB: the writer's copy of every ticket (``tickets``) and the index of open problems
 (``ticket_groups``: an alarm fingerprint or a complaint's category and place → the ticket gathering it).
 
-Every access is by ``_id`` (see civicbus.mongo). Grouping writes are safe without transactions because each group
-has one writer: an alarm fingerprint's events share a Kafka partition, so one triage consumer owns them, and the
-update that joins alarms to a ticket also records the partition's offset it reached (``group_offsets``) in the
-same document, so a batch read again after a crash skips what it already joined.
+Every access is by ``_id`` (see civicbus.mongo). Writes are safe without transactions because each group and each
+ticket has one writer: everything that touches them travels on ``civic.commands`` keyed by the shard of their
+problem, so one triage consumer owns them. The update that joins alarms to a ticket also records the partition's
+offset it reached (``group_offsets``) and how many it added (``last_joined``) in the same document, so a batch read
+again after a crash skips what it already joined and announces that join as it would have the first time.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +25,7 @@ from .groups import alarm_group, repeat_group
 
 TICKETS_COLLECTION = "tickets"
 GROUPS_COLLECTION = "ticket_groups"
-INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands")
+INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands", "last_joined")
 RECENT_ALARM_IDS = 1000
 """How many of the latest alarm ids an alarm ticket remembers: the same alarm sent again by its platform (a retry
 with the same id, at a new offset) within that many repeats is recognised. Older repeats are only counted."""
@@ -38,6 +38,7 @@ class StoredTicket:
     repeat_event_ids: set[str] = field(default_factory=set)
     recent_event_ids: list[str] = field(default_factory=list)
     applied_commands: set[str] = field(default_factory=set)
+    last_joined: int = 0  # how many events the latest join added: what its announcement (ticket.grouped) says
 
     def holds(self, event_id: str) -> bool:
         """Whether this event made or already joined the ticket."""
@@ -70,15 +71,13 @@ def _stored(document: dict[str, Any]) -> StoredTicket:
         set(document.get("repeat_event_ids", [])),
         list(document.get("recent_event_ids", [])),
         set(document.get("applied_commands", [])),
+        int(document.get("last_joined", 0)),
     )
 
 
 class TicketStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
-        # Triage's consumers (events and commands) write the same tickets and deadline buckets: one at a time
-        # (see civicbus.mongo); each holds it from its reads to its last write.
-        self.write_lock = asyncio.Lock()
         self._tickets = db[TICKETS_COLLECTION]
         self._groups = db[GROUPS_COLLECTION]
 
@@ -153,7 +152,7 @@ class TicketStore:
                         },
                         # Computed by the ticket's one writer from what it read ($push's $slice is ignored by
                         # FerretDB v1).
-                        "$set": {"recent_event_ids": join.recent[-RECENT_ALARM_IDS:]},
+                        "$set": {"recent_event_ids": join.recent[-RECENT_ALARM_IDS:], "last_joined": join.count},
                     },
                 )
                 for join in joins
@@ -162,6 +161,9 @@ class TicketStore:
 
     async def join_repeats(self, repeats: Sequence[tuple[str, Repeat]]) -> None:
         """Link complaints to open tickets as 重复件 (the caller skipped those the ticket holds already)."""
+        joined: dict[str, int] = {}
+        for ticket_id, _ in repeats:
+            joined[ticket_id] = joined.get(ticket_id, 0) + 1
         await bulk_write(
             self._tickets,
             [
@@ -172,6 +174,7 @@ class TicketStore:
                         "$max": {"last_event_at": repeat.at},
                         "$push": {"repeats": repeat.model_dump(mode="python")},
                         "$addToSet": {"repeat_event_ids": repeat.event_id},
+                        "$set": {"last_joined": joined[ticket_id]},
                     },
                 )
                 for ticket_id, repeat in repeats
