@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 from zoneinfo import ZoneInfo
@@ -14,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from civicbus import devstack
+from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_letters, replay
+from civicbus.logs import mask_personal_data
 from civicbus.service import SERVICES
 from services.reporting.cli import reporting_app
 from services.triage.learned_cli import classifier_app
@@ -25,12 +28,14 @@ keys_app = typer.Typer(help="API keys (API 密钥).", no_args_is_help=True)
 config_app = typer.Typer(help="The domain configuration (辖区配置).", no_args_is_help=True)
 routes_app = typer.Typer(help="The routing tree (派单规则).", no_args_is_help=True)
 level_app = typer.Typer(help="The response level (响应级别): normal or heightened (一级响应).", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters (死信) on civic.dlq: list, show, replay.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(routes_app, name="routes")
 app.add_typer(level_app, name="response-level")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(reporting_app, name="reporting")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
@@ -206,6 +211,137 @@ def keys_create(
             await client.close()
 
     console.print(asyncio.run(create()), markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- dead letters
+
+ServiceFilter = Annotated[str, typer.Option("--service", help="only letters of this service (intake, triage…)")]
+KindFilter = Annotated[str, typer.Option("--error-kind", help="invalid or processing")]
+SinceFilter = Annotated[Optional[str], typer.Option(help="dead-lettered at or after (ISO 8601; local time of the "
+                                                        "district without an offset)")]
+UntilFilter = Annotated[Optional[str], typer.Option(help="dead-lettered before (ISO 8601)")]
+PrefixOption = Annotated[Optional[str], typer.Option("--prefix", help="topic name prefix; default "
+                                                          "CIVICBUS_TOPIC_PREFIX")]
+
+
+def _district_zone() -> ZoneInfo:
+    """The district's time zone: times are shown in it, and read in it when they carry no offset."""
+    from civicbus.district import load_district
+    from civicbus.settings import ServiceSettings
+
+    return ZoneInfo(load_district(ServiceSettings().config_dir).timezone)
+
+
+def _letter_filter(service: str, error_kind: str, since: str | None, until: str | None) -> LetterFilter:
+    if error_kind not in ("", "invalid", "processing"):
+        _fail(f"--error-kind {error_kind!r}: invalid or processing")
+    zone = _district_zone() if since or until else None
+
+    def moment(option: str, text: str | None) -> datetime | None:
+        if not text:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            _fail(f"{option} {text!r}: 应为 ISO 8601 时间，例如 2026-11-25 或 2026-11-25T08:00 (ISO 8601 expected)")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+    return LetterFilter(service, error_kind, moment("--since", since), moment("--until", until))
+
+
+def _settings_and_prefix(prefix: str | None) -> tuple[ServiceSettings, str]:
+    from civicbus.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    return settings, settings.topic_prefix if prefix is None else prefix
+
+
+def _read_letters(prefix: str | None, letter_filter: LetterFilter, place: str | None = None) -> list[Letter]:
+    settings, topic_prefix = _settings_and_prefix(prefix)
+    try:
+        chosen = parse_place(place) if place else None
+        reading = asyncio.run(read_letters(settings.kafka_bootstrap, topic_prefix, letter_filter, chosen))
+    except (ValueError, LookupError) as error:
+        _fail(str(error))
+    if reading.unreadable:
+        err_console.print(f"[yellow]不是死信的记录 (records that are no dead letter), skipped:[/] "
+                          f"{', '.join(reading.unreadable)}")
+    if place and not reading.letters:
+        _fail(f"{place}: 没有这条死信 (no dead letter at this partition and offset)")
+    return reading.letters
+
+
+@dlq_app.command("list")
+def dlq_list(service: ServiceFilter = "", error_kind: KindFilter = "", since: SinceFilter = None,
+             until: UntilFilter = None, prefix: PrefixOption = None) -> None:
+    """The dead letters on the topic now, oldest first per partition (personal data masked)."""
+    letters = _read_letters(prefix, _letter_filter(service, error_kind, since, until))
+    zone = _district_zone()
+    table = Table("位置 place", f"时间 at ({zone.key})", "服务 service", "类型 kind", "原因 reason", "原记录 original")
+    for letter in letters:
+        dead = letter.dead
+        table.add_row(letter.place, f"{dead.recorded_at.astimezone(zone):%Y-%m-%d %H:%M:%S}", dead.service,
+                      dead.error_kind, mask_personal_data(dead.reason), letter.original_place)
+    console.print(table)
+    console.print(f"{len(letters)} 条死信 (dead letters)")
+
+
+@dlq_app.command("show")
+def dlq_show(place: Annotated[str, typer.Argument(help="PARTITION:OFFSET on the DLQ topic, as `dlq list` shows")],
+             prefix: PrefixOption = None) -> None:
+    """One dead letter in full (personal data masked)."""
+    [letter] = _read_letters(prefix, LetterFilter(), place)
+    dead = letter.dead
+    rows = {"位置 place": letter.place, "死信 event_id": dead.event_id,
+            "时间 at": dead.recorded_at.astimezone(_district_zone()).isoformat(),
+            "服务 service": dead.service, "类型 kind": dead.error_kind, "原因 reason": mask_personal_data(dead.reason),
+            "原记录 original": letter.original_place,
+            "键 key": mask_personal_data(dead.original_key) if dead.original_key is not None else "(none)",
+            "关联 correlation_id": dead.correlation_id}
+    for name, value in rows.items():
+        console.print(f"[bold]{name}[/]  {value}", highlight=False)
+    console.print("[bold]消息头 headers[/]", highlight=False)
+    for name, value in dead.original_headers.items():
+        console.print(f"  {name}: {mask_personal_data(value)}", markup=False, highlight=False)
+    console.print("[bold]原始内容 value[/]", highlight=False)
+    console.print(letter.shown_value(), markup=False, highlight=False)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    place: Annotated[Optional[str], typer.Argument(help="PARTITION:OFFSET of one letter; else the filters choose")] = None,
+    service: ServiceFilter = "", error_kind: KindFilter = "", since: SinceFilter = None, until: UntilFilter = None,
+    prefix: PrefixOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Publish the letters' original records again to their original topics, with their key and headers — each
+    letter once (recorded in MongoDB, dlq_replays): a letter replayed before is skipped."""
+    from civicbus.mongo import create_mongo, database
+
+    if place and (service or error_kind or since or until):
+        _fail("either PARTITION:OFFSET or filters, not both")
+    letters = _read_letters(prefix, _letter_filter(service, error_kind, since, until), place)
+    if not letters:
+        console.print("没有符合条件的死信 (no dead letters match)")
+        return
+    if not yes and not typer.confirm(f"重放 {len(letters)} 条死信 (replay {len(letters)} dead letters)?"):
+        raise typer.Exit(1)
+    settings, topic_prefix = _settings_and_prefix(prefix)
+
+    async def run_replay() -> list[Replayed]:
+        client = create_mongo(settings)
+        try:
+            return await replay(settings.kafka_bootstrap, topic_prefix, database(client, settings), letters)
+        finally:
+            await client.close()
+
+    results = asyncio.run(run_replay())
+    table = Table("位置 place", "结果 outcome", "详情 detail")
+    for result in results:
+        table.add_row(result.letter.place, result.outcome, result.detail)
+    console.print(table)
+    if any(result.outcome == "failed" for result in results):
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- config

@@ -10,13 +10,24 @@ A change that a v1 reader cannot read is a new ``schema_version`` — never an e
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c3d2a-9b7e-4c1a-8e5d-2a4b6c8d0e1f")
@@ -37,6 +48,52 @@ def derived_event_id(*parts: str) -> str:
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --------------------------------------------------------------------------- what a consumer can store
+# Refused at the door, on every way in, rather than found by a consumer that cannot write it: MongoDB field names
+# (a dict's keys become them), dates BSON and every reader handle, numbers JSON can carry.
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _storable_keys(mapping: dict[str, Any]) -> dict[str, Any]:
+    for key in mapping:
+        if not key or key.startswith("$") or "." in key or "\x00" in key:
+            raise PydanticCustomError(
+                "storable_key",
+                "键 {key} 不可用：不能为空、以 $ 开头或含有 . 或 NUL 字符 "
+                "(key {key} must not be empty, start with '$' or contain '.' or NUL)",
+                {"key": repr(key)},
+            )
+    return mapping
+
+
+def _storable_moment(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError(
+            "moment_out_of_range",
+            "时间须在 1970-01-01 至 2100-01-01 之间 (must be between 1970-01-01 and 2100-01-01)",
+        )
+    return moment
+
+
+def _finite(value: Any) -> Any:
+    # Checked before the bounds: NaN would otherwise fail them with a misleading message.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "须为有限数值，不能是 NaN 或无穷大 (must be a finite number, not NaN or infinity)"
+        )
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_storable_moment)]
+"""A point in time between 1970 and 2100: every datetime a sender hands in."""
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_finite)]
+"""A sum of money in yuan: finite and not negative."""
+Measurement = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_finite)]
+"""A sensor's reading or threshold: finite, of any sign."""
 
 
 # --------------------------------------------------------------------------- shared value types
@@ -60,14 +117,14 @@ class CoordinateSystem(StrEnum):
 
 
 class Location(Model):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), BeforeValidator(_finite)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False), BeforeValidator(_finite)]
     crs: CoordinateSystem = CoordinateSystem.wgs84
 
 
 Text = Annotated[str, Field(max_length=5000)]
 ShortText = Annotated[str, Field(max_length=200)]
-Labels = Annotated[dict[ShortText, ShortText], Field(max_length=30)]
+Labels = Annotated[dict[ShortText, ShortText], Field(max_length=30), AfterValidator(_storable_keys)]
 
 
 class EventContent(Model):
@@ -89,8 +146,8 @@ class Complaint(EventContent):
     caller_name: ShortText = ""
     caller_phone: ShortText = Field(default="", description="personal data: masked in logs and messages")
     upstream_category: ShortText = Field(default="", description="category code sent by the 12345 platform")
-    due_at: AwareDatetime | None = Field(default=None, description="deadline set upstream, if any")
-    amount: float | None = Field(default=None, ge=0, description="amount involved, yuan (涉及金额, e.g. unpaid wages)")
+    due_at: Moment | None = Field(default=None, description="deadline set upstream, if any")
+    amount: Amount | None = Field(default=None, description="amount involved, yuan (涉及金额, e.g. unpaid wages)")
 
 
 class Alarm(EventContent):
@@ -98,8 +155,8 @@ class Alarm(EventContent):
 
     device_id: ShortText = Field(min_length=1, description="sensor, camera or dispatch-system id")
     alarm_type: ShortText = Field(min_length=1, description="smoke, gas, water_quality, straw_burning, dust, police…")
-    value: float | None = None
-    threshold: float | None = None
+    value: Measurement | None = None
+    threshold: Measurement | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -114,7 +171,7 @@ class Inspection(EventContent):
     inspector: ShortText = ""
     target: ShortText = Field(default="", description="the enterprise or place inspected")
     photos: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
-    rectify_by: AwareDatetime | None = Field(default=None, description="rectification deadline (整改期限)")
+    rectify_by: Moment | None = Field(default=None, description="rectification deadline (整改期限)")
 
 
 # --------------------------------------------------------------------------- the envelope
@@ -156,8 +213,8 @@ class Event(Model):
     event_id: Annotated[str, Field(min_length=1, max_length=100)] = Field(default_factory=new_event_id)
     kind: EventKind
     source: ShortText = Field(min_length=1, description="who produced it: 12345, iot.smoke, civicbus.triage…")
-    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="when it happened")
-    recorded_at: AwareDatetime = Field(default_factory=utcnow, description="when civicbus recorded it")
+    occurred_at: Moment = Field(default_factory=utcnow, description="when it happened")
+    recorded_at: Moment = Field(default_factory=utcnow, description="when civicbus recorded it")
     correlation_id: str = Field(default="", max_length=100, description="ties together everything caused by one input")
 
     @model_validator(mode="after")
@@ -414,7 +471,7 @@ class TicketCommand(Event):
     actor: Actor
     note: str = Field(default="", max_length=2000)
     return_reason: ReturnReason | None = None
-    extension_until: AwareDatetime | None = None
+    extension_until: Moment | None = None
     grant: bool | None = None
     result: str = Field(default="", max_length=5000)
     attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
@@ -422,7 +479,7 @@ class TicketCommand(Event):
     satisfaction: Satisfaction | None = None
     unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")
     deadline: Literal["sign_for", "resolve"] | None = Field(default=None, description="for mark_overdue: which")
-    amount_recovered: float | None = Field(default=None, ge=0, description="for resolve: 追回金额 (yuan), if any")
+    amount_recovered: Amount | None = Field(default=None, description="for resolve: 追回金额 (yuan), if any")
 
     @property
     def partition_key(self) -> str:
@@ -535,7 +592,7 @@ class Submission(Model):
     fills in the rest. The same JSON is one item of ``POST /v1/events/batch`` and one record of ``civic.intake``."""
 
     source: ShortText = Field(default="", description="the sending system; default: the API key's name")
-    occurred_at: AwareDatetime | None = Field(default=None, description="when it happened; default: now")
+    occurred_at: Moment | None = Field(default=None, description="when it happened; default: now")
     correlation_id: str = Field(default="", max_length=100)
     idempotency_key: ShortText = Field(default="", description="the same key from the same sender is the same event")
 

@@ -338,13 +338,14 @@ async def consumer_lag(bootstrap: str, subscriptions: Sequence[Subscription]) ->
     await consumer.start()
     try:
         lag: dict[tuple[str, str, int], int] = {}
+        descriptions = await admin.describe_topics([subscription.topic_name for subscription in subscriptions])
+        partitions_of = {description["topic"]: sorted(partition["partition"] for partition in description["partitions"])
+                         for description in descriptions if not description["error_code"]}
         for subscription in subscriptions:
             partitions = [TopicPartition(subscription.topic_name, partition)
-                          for partition in consumer.partitions_for_topic(subscription.topic_name) or ()]
+                          for partition in partitions_of.get(subscription.topic_name, ())]
             if not partitions:
-                await consumer.topics()  # refresh the metadata once
-                partitions = [TopicPartition(subscription.topic_name, partition)
-                              for partition in consumer.partitions_for_topic(subscription.topic_name) or ()]
+                continue
             ends = await consumer.end_offsets(partitions)
             committed = await admin.list_consumer_group_offsets(subscription.group_id, partitions=partitions)
             for partition in partitions:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
@@ -26,10 +27,12 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 import civicbus
 from civicbus.auth import KeyStore
 from civicbus.district import District, DistrictConfigError, load_district
+from civicbus.errors import CivicbusError, is_transient
 from civicbus.kafka import BatchHandler, Publisher, Subscription, create_broker, subscribe_batch, watch_consumer_lag
 from civicbus.logs import configure_logging, get_logger
 from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
@@ -40,6 +43,11 @@ from civicbus.topics import Topic
 log = get_logger(__name__)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+
+RETRY_AFTER_S = 5
+UNAVAILABLE_TEXT = ("服务暂时不可用：数据库或消息队列无响应，请稍后重试 "
+                    "(temporarily unavailable: the store or the broker did not answer; retry later)")
+"""The answer to a request that met a transient failure (``civicbus.errors.is_transient``): 503, Retry-After."""
 
 
 @dataclass
@@ -220,6 +228,21 @@ def service_app(
     @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document of this service's Kafka interface")
     async def asyncapi() -> dict[str, Any]:
         return asyncapi_document(runtime)
+
+    @app.exception_handler(PyMongoError)
+    @app.exception_handler(KafkaError)
+    @app.exception_handler(CivicbusError)
+    @app.exception_handler(OSError)  # connection errors and timeouts
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        """The store or the broker away or too slow: 503 with when to retry, not a 500 that looks like a bug."""
+        if not is_transient(error):
+            raise error  # a real fault: the 500 it is
+        log.warning("request failed: store or broker unavailable", path=request.url.path, error=repr(error))
+        return JSONResponse(
+            {"code": "unavailable", "detail": UNAVAILABLE_TEXT},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     for router in routers:
         app.include_router(router)

@@ -90,6 +90,8 @@ class IntakeSettings(ServiceSettings):
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest accepted request body")
     command_wait_s: float = Field(default=5.0, ge=0, description="how long a command request waits for triage")
+    publish_timeout_s: float = Field(default=5.0, gt=0, description="longest a request waits for Kafka's "
+                                     "acknowledgement before it is answered 503 (retry with the same key)")
 
 
 class TriageSettings(ServiceSettings):

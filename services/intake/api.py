@@ -8,6 +8,8 @@ recognises, so a retry never makes a second ticket.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -25,7 +27,8 @@ from civicbus.events import (
     WorkOrderSubmission,
 )
 from civicbus.logs import get_logger
-from civicbus.topics import EVENTS
+from civicbus.service import RETRY_AFTER_S
+from civicbus.topics import EVENTS, Topic
 
 from .admission import Admission, Refused, parse
 
@@ -50,15 +53,23 @@ def admission(request: Request) -> Admission:
     return request.app.state.admission
 
 
+async def publish_acknowledged(request: Request, topic: Topic, events: Sequence[Event]) -> None:
+    """Publish and wait for Kafka's acknowledgement of every event (acks=all) — at most ``publish_timeout_s``: a
+    broker that is away would otherwise hold the request for as long as the client retries (TimeoutError)."""
+    runtime = request.app.state.runtime
+    await asyncio.wait_for(runtime.publisher.publish(topic, events), runtime.settings.publish_timeout_s)
+
+
 async def _publish(request: Request, events: list[Event]) -> None:
-    """Publish and wait for Kafka's acknowledgement of every event (acks=all), or answer 503."""
+    """Publish and wait for Kafka's acknowledgement of every event, or answer 503 with Retry-After."""
     try:
-        await request.app.state.runtime.publisher.publish(EVENTS, events)
+        await publish_acknowledged(request, EVENTS, events)
     except Exception as error:
         log.exception("events not accepted: Kafka did not acknowledge them", count=len(events))
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="事件暂未受理：消息队列不可用，请稍后重试 (Kafka unavailable; retry with the same Idempotency-Key)",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from error
 
 

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,9 +44,27 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.open311 = catalog
     app.state.open311_requests = requests
     app.add_exception_handler(Open311Error, open311_error_handler)
+    app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.state.admission = admission
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     return app
+
+
+async def refuse_invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own 422 answer, except that an echoed NaN or infinity (Python's JSON parser reads them, JSON cannot
+    carry them back) is echoed as text: the field is named instead of the answer failing as a 500."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": _finite_json(jsonable_encoder(error.errors()))}, status_code=422)
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(item) for item in value]
+    return value
 
 
 class BodyLimit:

@@ -14,13 +14,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from civicbus.auth import CurrentPrincipal
-from civicbus.events import Action, Actor, ReturnReason, Satisfaction, TicketCommand, derived_event_id
+from civicbus.events import Action, Actor, Amount, Moment, ReturnReason, Satisfaction, TicketCommand, derived_event_id
 from civicbus.mongo import COMMAND_RESULTS
 from civicbus.refusals import REFUSAL_TEXTS
+from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import COMMANDS
+
+from .api import publish_acknowledged
 
 POLL_SECONDS = 0.05
 
@@ -49,7 +52,7 @@ class ReturnBody(CommandBody):
 
 
 class ExtensionRequestBody(CommandBody):
-    until: AwareDatetime = Field(description="延期至 (must be later than the current resolve deadline)")
+    until: Moment = Field(description="延期至 (must be later than the current resolve deadline)")
 
 
 class ExtensionDecisionBody(CommandBody):
@@ -59,7 +62,7 @@ class ExtensionDecisionBody(CommandBody):
 class ResolveBody(CommandBody):
     result: str = Field(min_length=1, max_length=5000, description="办结情况")
     attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20, description="URLs")
-    amount_recovered: float | None = Field(default=None, ge=0, description="追回金额 (yuan), e.g. wages paid (欠薪)")
+    amount_recovered: Amount | None = Field(default=None, description="追回金额 (yuan), e.g. wages paid (欠薪)")
 
 
 class CallbackBody(CommandBody):
@@ -115,9 +118,10 @@ async def _send(
     record = await results.find_one({"_id": command.event_id}) if command_id else None
     if record is None:
         try:
-            await runtime.publisher.publish(COMMANDS, [command])
+            await publish_acknowledged(request, COMMANDS, [command])
         except Exception as error:
-            raise HTTPException(503, detail="指令暂未受理：消息队列不可用，请用相同 Command-Id 重试 (Kafka unavailable)") from error
+            raise HTTPException(503, detail="指令暂未受理：消息队列不可用，请用相同 Command-Id 重试 (Kafka unavailable)",
+                                headers={"Retry-After": str(RETRY_AFTER_S)}) from error
         deadline = time.monotonic() + runtime.settings.command_wait_s
         while record is None and time.monotonic() < deadline:
             await asyncio.sleep(POLL_SECONDS)

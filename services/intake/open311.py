@@ -31,9 +31,11 @@ from starlette.datastructures import FormData
 from civicbus.auth import KeyStore
 from civicbus.events import ComplaintSubmission, Location, utcnow
 from civicbus.logs import get_logger, mask_personal_data
+from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import EVENTS
 
 from .admission import Refused, describe
+from .api import publish_acknowledged
 from .open311_catalog import AttributeSpec, Catalog, Service
 from .open311_requests import RequestStore
 
@@ -179,7 +181,10 @@ def _request_view(document: dict[str, Any]) -> dict[str, Any]:
 async def open311_error_handler(request: Request, error: Exception) -> Response:
     """The spec's error document, in the format the path asked for (XML, the required format, otherwise)."""
     assert isinstance(error, Open311Error)
-    return render_error(request.path_params.get("fmt", "xml"), error)
+    response = render_error(request.path_params.get("fmt", "xml"), error)
+    if error.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 # --------------------------------------------------------------------------- resources
@@ -415,7 +420,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         "published": False,
     })
     try:
-        await request.app.state.runtime.publisher.publish(EVENTS, [event])
+        await publish_acknowledged(request, EVENTS, [event])
     except Exception as error:
         log.exception("Open311 request not accepted: Kafka did not acknowledge it")
         raise Open311Error(503, "暂时无法受理，请稍后重试 (service unavailable; retry later)") from error
