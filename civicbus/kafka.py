@@ -312,7 +312,11 @@ def subscribe_batch(
         started = time.perf_counter()
         try:
             async with subscription.in_flight:
-                await handle(records)
+                # Records fetched before a rebalance took their partition away are the new owner's now: handling them
+                # here would make two writers. Left uncommitted, the new owner reads them.
+                records = [record for record in records if record.partition in subscription.assigned]
+                if records:
+                    await handle(records)
         except Exception as error:
             # Kafka or MongoDB failed (or the DLQ limit stopped us): nothing of this batch is committed; it is read
             # again after a pause, taken outside the in-flight guard so that a rebalance need not wait for it.
