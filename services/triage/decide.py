@@ -6,6 +6,8 @@ Pure: it reads only the event and the district configuration, so a replayed even
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,10 +62,25 @@ class TriageEngine:
         values = {"source": event.source, **event.data.model_dump(include=set(fields))}  # type: ignore[attr-defined]
         return "|".join(str(values[name]) for name in fields)
 
+    @staticmethod
+    def text_of(event: Event) -> str:
+        """What is classified of an event."""
+        data = event.data  # type: ignore[attr-defined]
+        return f"{data.title} {data.content}"
+
+    @contextmanager
+    def batch(self, events: Iterable[Event]) -> Iterator[None]:
+        """Decide a batch of events with one call of the learned model for all of them."""
+        if self.classifier.model is None:
+            yield
+            return
+        with self.classifier.model.batch(self.text_of(event) for event in events):
+            yield
+
     def classify(self, event: Event) -> Classification:
         data = event.data  # type: ignore[attr-defined]
         return self.classifier.classify(
-            f"{data.title} {data.content}",
+            self.text_of(event),
             upstream_code=data.upstream_category if isinstance(data, Complaint) else "",
             alarm_type=data.alarm_type if isinstance(data, Alarm) else "",
             inspection_type=data.inspection_type if isinstance(data, Inspection) else "",

@@ -31,9 +31,9 @@ class Triager:
         self._publisher = publisher
         self._level = level
 
-    def triage(self, item: Consumed) -> EventTriaged:
+    def triage(self, item: Consumed, engine: TriageEngine | None = None) -> EventTriaged:
         event = item.event
-        engine = self._engine()
+        engine = engine or self._engine()
         if isinstance(event, AlarmRaised):
             home, tickets = alarm_group(engine.fingerprint(event)), []
         else:
@@ -53,12 +53,14 @@ class Triager:
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
         triaged = []
-        for item in batch:
-            try:
-                triaged.append(self.triage(item))
-            except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
-                log.exception("triage failed for an event", event_id=item.event.event_id,
-                              correlation_id=item.event.correlation_id)
-                outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
+        engine = self._engine()
+        with engine.batch(item.event for item in batch if not isinstance(item.event, AlarmRaised)):
+            for item in batch:
+                try:
+                    triaged.append(self.triage(item, engine))
+                except Exception as error:  # a rule or a datum this code did not foresee: that record, not the batch
+                    log.exception("triage failed for an event", event_id=item.event.event_id,
+                                  correlation_id=item.event.correlation_id)
+                    outcome.failed.append((item, f"triage error: {type(error).__name__}: {error}"))
         await self._publisher.publish(COMMANDS, triaged)
         return outcome

@@ -245,3 +245,24 @@ def test_a_broken_model_file_or_unknown_labels_stop_start_up(tmp_path, district)
     _tiny([("工地扬尘满天飞", "environment.dust"), ("新的分类", "brand.new")], copies=3).save(path)
     with pytest.raises(DistrictConfigError, match=r"brand\.new"):
         TriageEngine(_with_folder(district, tmp_path))
+
+
+def test_a_batch_is_predicted_in_one_call_with_the_same_answers(sample_model):
+    texts = ["工地夜间施工扬尘严重", "老板拖欠工资三个月", "楼道里电动车飞线充电", "工地夜间施工扬尘严重"]
+    one_by_one = [sample_model.predict(text) for text in texts]
+    calls = []
+    pipeline = sample_model.pipeline
+    original = pipeline.predict_proba
+
+    def counted(batch):
+        calls.append(len(batch))
+        return original(batch)
+
+    pipeline.predict_proba = counted
+    try:
+        with sample_model.batch(texts):
+            batched = [sample_model.predict(text) for text in texts]
+    finally:
+        del pipeline.predict_proba
+    assert batched == one_by_one
+    assert calls == [3], "the batch's distinct texts, vectorized and predicted once"
