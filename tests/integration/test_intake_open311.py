@@ -210,8 +210,10 @@ async def test_following_tickets_counts_records_not_requests(mongo):
 
     assert (await store.follow_tickets([record])).duplicates == 0
     assert (await store.follow_tickets([record])).duplicates == 1
-    followed = await mongo["open311_requests"].find_one({"_id": repeat})
+    (followed,) = await store.by_ids([repeat])
     assert followed["ticket_version"] == story.ticket.version and followed["status"] == "open"
+    posted = await mongo["open311_requests"].find_one({"_id": repeat})
+    assert posted["ticket_version"] == 0, "the POST's document has one writer; the ticket's status is its own"
 
 
 async def test_a_request_whose_publish_timed_out_appears_once_its_ticket_does(mongo):
