@@ -39,8 +39,8 @@ def create_app(settings: NotifySettings | None = None, clock: Callable[[], datet
             adapters[name] = adapter_for(channel, district.notify, client)
         return adapters[name]
 
-    pipeline = DeliveryPipeline(runtime.db, settings, district, adapter, clock)
-    timers = Timers(runtime.db, district, pipeline, runtime.publisher, clock)
+    pipeline = DeliveryPipeline(runtime.db, settings, district, adapter, runtime.publisher, clock)
+    timers = Timers(runtime.db, district, pipeline, clock)
 
     async def close_client(_: Runtime) -> None:
         await client.aclose()
@@ -50,12 +50,13 @@ def create_app(settings: NotifySettings | None = None, clock: Callable[[], datet
 
     runtime.on_stop.append(close_client)
     runtime.background.append(run_timers)
-    handler = NotifyHandler(district, pipeline, timers, runtime.publisher)
-    runtime.subscribe(TICKETS, handler)
+    # The timers tick the partitions of civic.tickets this process owns, each under its in-flight guard.
+    timers.subscription = runtime.subscribe(TICKETS, NotifyHandler(district, pipeline, timers))
     app = service_app(
         runtime,
         title="civicbus notify",
         description="Delivers ticket notifications to units and leaders (通知、提醒、升级).",
     )
     app.state.timers = timers
+    app.state.pipeline = pipeline
     return app

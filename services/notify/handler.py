@@ -1,12 +1,17 @@
-"""Notify's Kafka handler: ticket lifecycle events in, messages out, delivery results published, timers filed."""
+"""Notify's Kafka handler: ticket lifecycle events in, messages out, delivery results published, timers filed.
+
+A batch may hold records of several partitions; each partition's records are handled as that partition's work
+(its timer buckets, digests and rate counts, see partitions.py)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from civicbus.district import District
 from civicbus.events import TicketEvent
-from civicbus.kafka import BatchOutcome, Consumed, Publisher
-from civicbus.topics import NOTIFICATIONS
+from civicbus.kafka import BatchOutcome, Consumed
 
+from .channels import channel_id
 from .delivery import Delivery, DeliveryPipeline
 from .messages import MessageRenderer
 from .recipients import channels_of, is_urgent, recipients
@@ -14,11 +19,10 @@ from .timers import Timers
 
 
 class NotifyHandler:
-    def __init__(self, district: District, pipeline: DeliveryPipeline, timers: Timers, publisher: Publisher) -> None:
+    def __init__(self, district: District, pipeline: DeliveryPipeline, timers: Timers) -> None:
         self._district = district
         self._pipeline = pipeline
         self._timers = timers
-        self._publisher = publisher
         self._renderer = MessageRenderer(district)
 
     def deliveries(self, event: TicketEvent) -> list[Delivery]:
@@ -26,10 +30,12 @@ class NotifyHandler:
         urgent = is_urgent(event.ticket, self._district)
         for unit_id, role in recipients(event, self._district):
             message = self._renderer.render(event, role)
-            for index, channel in enumerate(channels_of(unit_id, self._district)):
+            for channel in channels_of(unit_id, self._district):
                 planned.append(
                     Delivery(
-                        key=f"{event.event_id}:{unit_id}:{index}",
+                        # The channel by its stable id, not its place in the list: reordering channels in the
+                        # configuration must not make a redelivered transition a new message.
+                        key=f"{event.event_id}:{unit_id}:{channel_id(channel)}",
                         ticket_id=event.ticket.ticket_id,
                         ticket_event_id=event.event_id,
                         correlation_id=event.correlation_id,
@@ -45,6 +51,16 @@ class NotifyHandler:
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
+        by_partition: dict[int, list[Consumed]] = defaultdict(list)
+        for item in batch:
+            by_partition[item.record.partition].append(item)
+        # One partition after the other: side by side they would queue more reads than the bounded MongoDB pool
+        # serves within its timeout; each partition's sends still go out together.
+        for partition, items in by_partition.items():
+            await self._partition(partition, items, outcome)
+        return outcome
+
+    async def _partition(self, partition: int, batch: list[Consumed], outcome: BatchOutcome) -> None:
         planned: dict[str, Delivery] = {}
         keys_by_record: list[set[str]] = []
         events: list[TicketEvent] = []
@@ -59,8 +75,6 @@ class NotifyHandler:
             for delivery in deliveries:
                 planned.setdefault(delivery.key, delivery)
         # Timers first: a crash after sending but before filing would otherwise lose a ticket's reminders.
-        await self._timers.file(events)
-        results, done_before = await self._pipeline.run(list(planned.values()))
-        outcome.duplicates = sum(1 for keys in keys_by_record if keys and keys <= done_before)
-        await self._publisher.publish(NOTIFICATIONS, results)
-        return outcome
+        await self._timers.file(events, partition)
+        _, done_before = await self._pipeline.run(list(planned.values()), partition)
+        outcome.duplicates += sum(1 for keys in keys_by_record if keys and keys <= done_before)

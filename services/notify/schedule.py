@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from civicbus.district import EscalationPolicy, QuietHours
@@ -64,8 +65,9 @@ def overdue_text(minutes: float) -> str:
 class RateLimiter:
     """At most ``limit`` messages per channel in any 60 seconds, estimated from per-minute counts (a sliding window
     counter: this minute's sends plus the share of the previous minute's that is still inside the window). Counts
-    are per channel and minute so that the pipeline can keep them in MongoDB: loaded before a batch's sends and the
-    new ones stored after, a restart or another replica sees them (``DeliveryPipeline._load_rates``)."""
+    are per channel and minute so that the pipeline can keep them in MongoDB: each partition's sends in its own
+    document, all of them loaded and summed before a batch's sends and the new ones stored after, so that a restart
+    or another replica sees them (``DeliveryPipeline._load_rates``)."""
 
     WINDOW = timedelta(minutes=1)
 
@@ -77,9 +79,14 @@ class RateLimiter:
     def field(moment: datetime) -> str:
         return f"m{minute_id(moment)}"
 
-    def load(self, channel: str, counts: Mapping[str, int]) -> None:
-        """Take the stored counts of ``channel`` (every sender's) as they are now."""
-        self._counts[channel] = {name: int(count) for name, count in counts.items() if name.startswith("m")}
+    def load(self, channel: str, stored: Iterable[Mapping[str, Any]]) -> None:
+        """Take the stored counts of ``channel`` as they are now: one document per writer (partition), summed."""
+        counts: dict[str, int] = defaultdict(int)
+        for document in stored:
+            for name, count in document.items():
+                if name.startswith("m"):
+                    counts[name] += int(count)
+        self._counts[channel] = dict(counts)
 
     def acquire(self, channel: str, limit: int | None, now: datetime) -> bool:
         if limit is None:

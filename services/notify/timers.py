@@ -1,17 +1,19 @@
 """Timers that survive restarts: reminders before deadlines (到期提醒), escalation after them (超期升级), the
-sending of held digests (消息汇总) and the retries of failed deliveries.
+sending of held digests (消息汇总), the retries of failed deliveries and each leader's daily digest (每日汇总).
 
-Like triage's overdue sweep, timers are entries in minute buckets (``notify_timers``, ``_id`` = the minute, e.g.
-``202611251030``): a tick reads, by ``_id``, the few buckets since the last tick (FerretDB pushes down only exact
-``_id`` filters, so nothing is scanned). Each ticket's latest state is kept in ``notify_tickets`` (``_id`` = ticket
-id) so a timer that fires can tell whether its deadline was met or moved: escalation stops once the ticket is
-signed for (签收) or resolved (办结). What a timer sends is claimed under a notification key made of the timer and
-the recipient, so a tick repeated by an overlap, a second replica or a restart sends nothing twice.
+Like triage's overdue sweep, timers are entries in minute buckets (``notify_timers``), one per minute and partition of
+``civic.tickets`` (see partitions.py): each replica ticks only the partitions it owns, one at a time under the
+subscription's in-flight guard, so a partition's tick and its Kafka batches never write at once and a rebalance
+waits for the tick. A tick reads by ``_id`` the few buckets of its partition since that partition's last tick
+(FerretDB pushes down only exact ``_id`` filters, so nothing is scanned). Each ticket's latest state is kept in
+``notify_tickets`` (``_id`` = ticket id, written by its partition's owner) so a timer that fires can tell whether its
+deadline was met or moved: escalation stops once the ticket is signed for (签收) or resolved (办结). What a timer
+sends is claimed under a notification key made of the timer, the recipient and the channel, so a tick repeated by
+its look-back or a restart sends nothing twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,20 +24,24 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.district import District, EscalationTarget, LeaderRole
 from civicbus.events import OPEN_STATES, PENDING_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
-from civicbus.kafka import Publisher
+from civicbus.kafka import Subscription
 from civicbus.logs import get_logger
 from civicbus.mongo import find_by_ids, upsert_by_id
 from civicbus.scheduling import run_periodically
-from civicbus.topics import NOTIFICATIONS
+from civicbus.topics import TICKETS as TICKET_TOPIC
 
-from .delivery import STATE, Delivery, DeliveryPipeline
+from .channels import channel_id
+from .delivery import Delivery, DeliveryPipeline
 from .messages import MessageRenderer
+from .partitions import STATE
 from .recipients import channels_of, escalation_recipients, is_urgent
 from .schedule import escalation_steps, overdue_text, reminder_times
 
 log = get_logger(__name__)
 TICKETS = "notify_tickets"
+OPEN = "notify_open"  # per partition: the ids of its open tickets, what the daily digest reads
 DAILY_STATE_ID = "daily_digest"
+DAILY_PARTITION = 0  # the daily digest is one job: the owner of this partition does it
 # Transitions that set a deadline (or move it): reminders are planned from the moment it was set.
 DEADLINE_SETTERS = {EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned,
                     EventKind.ticket_reopened, EventKind.ticket_extension_decided}
@@ -63,18 +69,20 @@ class Timer:
         return cls(kind, ticket_id, deadline, detail, datetime.fromisoformat(due), datetime.fromisoformat(at))
 
 
+def open_id(partition: int) -> str:
+    return f"open|{partition}"
+
+
 class Timers:
-    def __init__(self, db: AsyncDatabase, district: District, pipeline: DeliveryPipeline, publisher: Publisher,
+    def __init__(self, db: AsyncDatabase, district: District, pipeline: DeliveryPipeline,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = db
         self._district = district
         self._pipeline = pipeline
-        self._publisher = publisher
         self._clock = clock
         self._renderer = MessageRenderer(district)
         self._zone = ZoneInfo(district.timezone)
-        self._lock = asyncio.Lock()  # FerretDB updates are read-modify-write: one writer of notify_tickets at a time
-        self._tick_lock = asyncio.Lock()  # one tick at a time (the loop's and one a test or admin calls)
+        self.subscription: Subscription | None = None  # set once subscribed: the partitions this process ticks
 
     def plan(self, ticket: Ticket, since: datetime) -> list[Timer]:
         """The reminders and escalation steps of a ticket whose deadlines were set at ``since``."""
@@ -96,8 +104,9 @@ class Timers:
                               for step in escalation_steps(due, policy, factor))
         return timers
 
-    async def file(self, events: Iterable[TicketEvent]) -> None:
-        """Keep each ticket's latest state and file the timers of transitions that set deadlines (idempotent)."""
+    async def file(self, events: Iterable[TicketEvent], partition: int) -> None:
+        """Keep the latest state of each ticket of ``partition`` and file the timers of transitions that set
+        deadlines (idempotent)."""
         latest: dict[str, Ticket] = {}
         timers: list[Timer] = []
         for event in events:
@@ -108,25 +117,36 @@ class Timers:
                 timers.extend(self.plan(ticket, event.occurred_at))
         if not latest:
             return
-        async with self._lock:
-            stored = await find_by_ids(self._db[TICKETS], latest, {"version": 1})
-            newer = {ticket_id: ticket for ticket_id, ticket in latest.items()
-                     if ticket_id not in stored or stored[ticket_id]["version"] < ticket.version}
-            if newer:
-                await upsert_by_id(self._db[TICKETS], {
-                    ticket_id: {"$set": {"version": ticket.version, "ticket": ticket.model_dump(mode="json")}}
-                    for ticket_id, ticket in newer.items()
-                })
-        await self._pipeline.timers.file(((timer.at, timer.entry()) for timer in timers), self._clock())
+        stored = await find_by_ids(self._db[TICKETS], latest, {"version": 1})
+        newer = {ticket_id: ticket for ticket_id, ticket in latest.items()
+                 if ticket_id not in stored or stored[ticket_id]["version"] < ticket.version}
+        if newer:
+            # The open set before the snapshots: a stop between the two sees these versions as newer again.
+            opened = {ticket_id: 1 for ticket_id, ticket in newer.items() if ticket.state in OPEN_STATES}
+            closed = {ticket_id: "" for ticket_id in newer.keys() - opened.keys()}
+            await upsert_by_id(self._db[OPEN], {open_id(partition): {
+                **({"$set": opened} if opened else {}), **({"$unset": closed} if closed else {})}})
+            await upsert_by_id(self._db[TICKETS], {
+                ticket_id: {"$set": {"version": ticket.version, "ticket": ticket.model_dump(mode="json")}}
+                for ticket_id, ticket in newer.items()
+            })
+        await self._pipeline.timers.file(((timer.at, timer.entry()) for timer in timers), self._clock(), partition)
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Send what is due up to ``now``: reminders, escalation steps, held digests, retries. Returns the results
-        published."""
-        async with self._tick_lock:
-            return await self._tick(now or self._clock())
+        """Send what is due up to ``now`` in each partition this process owns: reminders, escalation steps, held
+        digests, retries (and, with partition 0, the daily digests). Returns the results published."""
+        now = now or self._clock()
+        if self.subscription is None:
+            return 0
+        done = 0
+        for partition in sorted(self.subscription.assigned):
+            async with self.subscription.in_flight:
+                if partition in self.subscription.assigned:  # not revoked while this waited for the batch
+                    done += await self._tick(partition, now)
+        return done
 
-    async def _tick(self, now: datetime) -> int:
-        entries = sorted(await self._pipeline.timers.entries_due(now))
+    async def _tick(self, partition: int, now: datetime) -> int:
+        entries = sorted(await self._pipeline.timers.entries_due(partition, now))
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
         retries = [entry for entry in entries if entry.startswith("retry|")]
         timers = [timer for timer in map(Timer.parse, (e for e in entries if e.startswith(("remind|", "escalate|"))))
@@ -135,14 +155,13 @@ class Timers:
         tickets = {ticket_id: Ticket.model_validate(document["ticket"]) for ticket_id, document in snapshots.items()}
         deliveries = [delivery for timer in timers if timer.ticket_id in tickets
                       for delivery in self.deliveries(timer, tickets[timer.ticket_id], now)]
-        daily_day, daily = await self.daily_digests(now)
-        results, _ = await self._pipeline.run([*deliveries, *daily])
-        results.extend(await self._pipeline.flush_digests(digests, now))
-        results.extend(await self._pipeline.retry(retries, now))
+        daily_day, daily = await self.daily_digests(now) if partition == DAILY_PARTITION else ("", [])
+        results, _ = await self._pipeline.run([*deliveries, *daily], partition)
+        results.extend(await self._pipeline.flush_digests(digests, partition, now))
+        results.extend(await self._pipeline.retry(retries, partition, now))
         if daily_day:
             await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
-        await self._publisher.publish(NOTIFICATIONS, results)
-        await self._pipeline.timers.ticked(now)
+        await self._pipeline.timers.ticked(partition, now)
         return len(results)
 
     def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:
@@ -174,9 +193,10 @@ class Timers:
             # The unit reads a missed deadline as 工单超期; leaders read it as an escalation to act on.
             message_kind = EventKind.ticket_overdue if kind is EventKind.ticket_escalated and role == "lead" else kind
             message = self._renderer.render_ticket(ticket, message_kind, role, **extra)
-            for index, channel in enumerate(channels_of(recipient, self._district)):
+            for channel in channels_of(recipient, self._district):
                 planned.append(Delivery(
-                    key=f"{timer_id}:{recipient}:{index}", ticket_id=ticket.ticket_id, ticket_event_id=timer_id,
+                    key=f"{timer_id}:{recipient}:{channel_id(channel)}", ticket_id=ticket.ticket_id,
+                    ticket_event_id=timer_id,
                     correlation_id=ticket.source_event_id, transition=kind, recipient=recipient, role=role,
                     channel=channel, message=message, urgent=urgent,
                 ))
@@ -184,8 +204,8 @@ class Timers:
 
     async def daily_digests(self, now: datetime) -> tuple[str, list[Delivery]]:
         """Once a day, after ``daily_digest.at``: each leader's summary (每日汇总). The claim keys name the day, so
-        a second replica or a repeated tick sends none twice; the state document (the day returned, stored once sent)
-        spares later ticks the scan."""
+        a repeated tick sends none twice; the state document (the day returned, stored once sent) spares later ticks
+        the reads. The open tickets are read by ``_id``: the open set of every partition, then their snapshots."""
         daily = self._district.notify.daily_digest
         if daily is None:
             return "", []
@@ -196,9 +216,12 @@ class Timers:
         state = await self._db[STATE].find_one({"_id": DAILY_STATE_ID}) or {}
         if state.get("sent_for", "") >= day:
             return "", []
-        # A scan of every ticket notify knows, once a day for a report: what FerretDB allows off the hot path.
-        snapshots = await self._db[TICKETS].find({}, {"ticket": 1}).to_list(None)
-        open_tickets = [ticket for ticket in (Ticket.model_validate(document["ticket"]) for document in snapshots)
+        open_sets = await find_by_ids(self._db[OPEN], [open_id(partition)
+                                                       for partition in range(TICKET_TOPIC.partitions)])
+        ids = sorted({ticket_id for document in open_sets.values() for ticket_id in document if ticket_id != "_id"})
+        snapshots = await find_by_ids(self._db[TICKETS], ids, {"ticket": 1})
+        open_tickets = [ticket for ticket in (Ticket.model_validate(snapshots[ticket_id]["ticket"])
+                                              for ticket_id in ids if ticket_id in snapshots)
                         if ticket.state in OPEN_STATES]
         planned = []
         for leader in self._district.leaders.values():
@@ -212,10 +235,10 @@ class Timers:
                 continue
             message = self._renderer.render_daily(leader, mine, now, daily.max_listed)
             planned.extend(Delivery(
-                key=f"daily:{day}:{leader.id}:{index}", ticket_id="", ticket_event_id="", correlation_id="",
-                transition=None, recipient=leader.id, role=str(leader.role), channel=channel, message=message,
-                urgent=True,  # sent at the hour chosen for it
-            ) for index, channel in enumerate(leader.channels))
+                key=f"daily:{day}:{leader.id}:{channel_id(channel)}", ticket_id="", ticket_event_id="",
+                correlation_id="", transition=None, recipient=leader.id, role=str(leader.role), channel=channel,
+                message=message, urgent=True,  # sent at the hour chosen for it
+            ) for channel in leader.channels)
         return day, planned
 
     async def run(self, interval: float) -> None:

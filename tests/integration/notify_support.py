@@ -3,8 +3,10 @@ and simulated clock), a real local SMTP server (aiosmtpd) and ticket events to p
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -29,11 +31,13 @@ from civicbus.events import (
     TicketEvent,
     TicketState,
 )
+from civicbus.district import load_district
 from civicbus.kafka import create_topics
 from civicbus.settings import HttpSettings, NotifySettings
 from services.notify.app import create_app
+from services.notify.channels import channel_id
 
-from .conftest import RunningService, free_port, serve
+from .conftest import RunningService, eventually, free_port, serve
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 SMTP_USER, SMTP_PASSWORD = "notify", "s3cret"
@@ -126,21 +130,39 @@ class NotifyUnderTest:
     clock: SimClock
     prefix: str = field(default_factory=lambda: f"n{uuid.uuid4().hex[:8]}.")
     running: RunningService | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # more settings
+    topics_created: bool = False
+
+    def replica(self) -> NotifyUnderTest:
+        """A second instance with the same settings: the same topics, database and consumer group."""
+        return NotifyUnderTest(self.bootstrap, self.mongo_url, self.config_dir, self.clock, self.prefix,
+                               overrides=self.overrides, topics_created=True)
 
     @property
     def db_name(self) -> str:
         return f"civicbus_test_{self.prefix[:-1]}"
 
-    async def start(self) -> NotifyUnderTest:
-        if self.running is None:
+    async def start(self, prepare: Callable[[Any], None] | None = None) -> NotifyUnderTest:
+        """Start (again: a new process, nothing in memory); ``prepare`` gets the app before it consumes."""
+        if not self.topics_created:
             await create_topics(self.bootstrap, self.prefix)
+            self.topics_created = True
         settings = NotifySettings(
             kafka_bootstrap=self.bootstrap, mongo_url=self.mongo_url, mongo_db=self.db_name,
             topic_prefix=self.prefix, config_dir=self.config_dir, http=HttpSettings(port=free_port()),
             retry_base_s=60, retry_max_s=240, timer_tick_s=3600,  # the tests tick themselves, on simulated time
+            **self.overrides,
         )
-        self.running = await serve("notify", create_app(settings, clock=self.clock), settings.http_port)
+        app = create_app(settings, clock=self.clock)
+        if prepare is not None:
+            prepare(app)
+        self.running = await serve("notify", app, settings.http_port)
+        await eventually(lambda: asyncio.sleep(0, result=bool(self.owned())), what="notify to own partitions")
         return self
+
+    def owned(self) -> set[int]:
+        """The partitions of civic.tickets this instance owns now."""
+        return set(self.app.state.timers.subscription.assigned)
 
     @property
     def app(self) -> Any:
@@ -150,6 +172,10 @@ class NotifyUnderTest:
     async def stop(self) -> None:
         if self.running is not None:
             await self.running.stop()
+
+    def key(self, event: TicketEvent, unit: str, channel: int = 0) -> str:
+        """The notification key of ``event``'s message to ``unit`` over its ``channel``-th channel."""
+        return f"{event.event_id}:{unit}:{channel_id(load_district(self.config_dir).units[unit].channels[channel])}"
 
     async def tick(self, now: datetime) -> int:
         self.clock.now = now

@@ -278,6 +278,8 @@ async def test_the_figures_follow_the_loop(http, services, mongo, keys):
 async def test_a_command_decided_before_a_crash_is_the_ground_for_the_next_one(http, services, mongo):
     """Triage recorded its decision on a sign-for but crashed before writing the ticket; the sign-for comes again
     with a resolve in the same batch: the resolve applies to the signed ticket, and both are on it."""
+    from types import SimpleNamespace
+
     from civicbus.district import load_district
     from civicbus.events import Action, Actor, TicketCommand
     from civicbus.kafka import Consumed
@@ -295,9 +297,10 @@ async def test_a_command_decided_before_a_crash_is_the_ground_for_the_next_one(h
     sign_for = TicketCommand(source="test", ticket_id=ticket_id, action=Action.sign_for, actor=actor)
     resolve = TicketCommand(source="test", ticket_id=ticket_id, action=Action.resolve, actor=actor, result="已追回")
 
-    await handler([Consumed(sign_for, None)])
+    record = SimpleNamespace(partition=0)
+    await handler([Consumed(sign_for, record)])
     await mongo["tickets"].replace_one({"_id": ticket_id}, before_crash)  # the ticket's write was lost
-    outcome = await handler([Consumed(sign_for, None), Consumed(resolve, None)])
+    outcome = await handler([Consumed(sign_for, record), Consumed(resolve, record)])
 
     assert outcome.duplicates == 1 and not outcome.failed
     stored = await mongo["tickets"].find_one({"_id": ticket_id})

@@ -77,7 +77,8 @@ async def test_a_redelivered_incoming_event_makes_no_second_ticket(stack, servic
         await producer.stop()
     view = await eventually(lambda: _ticket_of(mongo, event.event_id), what="the ticket")
     await eventually(
-        lambda: asyncio.sleep(0, result=consumed("triage", "civic.events", "duplicate") >= 2),
+        # The triager decides each copy; the ticket's owner recognises the two redeliveries.
+        lambda: asyncio.sleep(0, result=consumed("triage", "civic.commands", "duplicate") >= 2),
         what="triage to see the two redeliveries",
     )
     assert await mongo["tickets"].count_documents({"source_event_id": event.event_id}) == 1
@@ -95,7 +96,9 @@ async def test_replaying_the_ticket_topic_changes_no_figure_and_sends_no_message
     async def state() -> tuple:
         counters = sorted([*await mongo["report_counters"].find({}).to_list(None),
                            *await mongo["ticket_facts"].find({}).to_list(None)], key=lambda document: document["_id"])
-        views = sorted(await mongo["ticket_views"].find({}).to_list(None), key=lambda document: document["_id"])
+        views = sorted([*await mongo["ticket_views"].find({}).to_list(None),
+                        *await mongo["ticket_notifications"].find({}).to_list(None)],
+                       key=lambda document: document["_id"])
         return counters, views, len(sink.received)
 
     async def quiet() -> bool:
@@ -141,11 +144,11 @@ async def test_an_event_redelivered_after_its_ticket_moved_on_changes_nothing(st
         signed = await http.post(f"{services['intake'].base_url}/v1/tickets/{view['ticket_id']}/sign-for",
                                  json={}, headers=key)
         assert signed.status_code == 200
-        before = consumed("triage", "civic.events", "duplicate")
+        before = consumed("triage", "civic.commands", "duplicate")
         await producer.send_and_wait(topic, event.encode(), key=event.partition_key.encode())
     finally:
         await producer.stop()
-    await eventually(lambda: asyncio.sleep(0, result=consumed("triage", "civic.events", "duplicate") > before),
+    await eventually(lambda: asyncio.sleep(0, result=consumed("triage", "civic.commands", "duplicate") > before),
                      what="triage to recognise the redelivery")
     stored = await mongo["tickets"].find_one({"_id": view["ticket_id"]})
     assert stored["state"] == "acknowledged"

@@ -125,7 +125,7 @@ async def test_quiet_hours_hold_routine_messages_for_a_morning_digest_but_never_
                      what="the emergency, at night")
 
     async def held() -> bool:
-        document = await db["notifications"].find_one({"_id": f"{routine.event_id}:sifa:0"})
+        document = await db["notifications"].find_one({"_id": notify.key(routine, "sifa")})
         return bool(document and document["status"] == "held")
 
     await eventually(held, what="the routine message held")
@@ -137,7 +137,7 @@ async def test_quiet_hours_hold_routine_messages_for_a_morning_digest_but_never_
     digests = [item.body for item in sink.to("/robot/sifa") if item.body["title"].startswith("【消息汇总】")]
     assert len(digests) == 1 and digests[0]["title"] == "【消息汇总】共1条"
     assert "免打扰时段暂存的消息" in digests[0]["text"] and routine.ticket.ticket_id in digests[0]["text"]
-    document = await db["notifications"].find_one({"_id": f"{routine.event_id}:sifa:0"})
+    document = await db["notifications"].find_one({"_id": notify.key(routine, "sifa")})
     assert document["status"] == "delivered" and document["digest"].startswith("digest:")
 
 

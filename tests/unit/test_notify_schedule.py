@@ -100,9 +100,10 @@ def test_rate_limiter_allows_twenty_a_minute_and_counts_the_previous_minute_by_i
     assert limiter.take_added() == {}
 
 
-def test_the_rate_limit_counts_what_other_senders_stored():
+def test_the_rate_limit_sums_what_every_partition_stored():
     limiter = RateLimiter()
-    limiter.load("ding", {"_id": "rate:ding", "m202611250100": 18, "m202611250040": 3})
+    limiter.load("ding", [{"_id": "rate:ding|0", "m202611250100": 11, "m202611250040": 3},
+                          {"_id": "rate:ding|4", "m202611250100": 7}])
     assert [limiter.acquire("ding", 20, T0 + timedelta(seconds=10)) for _ in range(3)] == [True, True, False]
     assert limiter.expired("ding", T0 + timedelta(seconds=10)) == ["m202611250040"]
     assert limiter.take_added() == {"ding": {"m202611250100": 2}}
