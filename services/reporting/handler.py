@@ -1,4 +1,5 @@
-"""Reporting's Kafka handlers: lifecycle and notification events applied to the read models, in bulk."""
+"""Reporting's Kafka handlers: lifecycle and notification events applied to the read models, in bulk. The records
+go in whole: their partition says which counter shares this consumer writes (see projections.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .projections import Projections
 
 def ticket_events_handler(projections: Projections):  # noqa: ANN201 - a BatchHandler
     async def handle(batch: list[Consumed]) -> BatchOutcome:
-        applied = await projections.apply_ticket_events(item.event for item in batch)
+        applied = await projections.apply_ticket_events(batch)
         return BatchOutcome(duplicates=len(batch) - applied)
 
     return handle
@@ -17,7 +18,7 @@ def ticket_events_handler(projections: Projections):  # noqa: ANN201 - a BatchHa
 
 def notification_results_handler(projections: Projections):  # noqa: ANN201 - a BatchHandler
     async def handle(batch: list[Consumed]) -> BatchOutcome:
-        applied = await projections.apply_notifications(item.event for item in batch)
+        applied = await projections.apply_notifications(batch)
         return BatchOutcome(duplicates=len(batch) - applied)
 
     return handle

@@ -1,10 +1,19 @@
 """Read models (读模型), kept current idempotently from ``civic.tickets`` and ``civic.notifications``.
 
-- ``ticket_views``: each ticket as it is now, with its timeline and its notifications.
-- ``report_counters``: a cube of counts, one document per day × unit credited × area × category × source, holding
-  counts as sets of event tokens.
+- ``ticket_views``: each ticket as it is now, with its timeline (written by the tickets consumer).
+- ``ticket_notifications``: each ticket's notifications (written by the notifications consumer).
+- ``report_counters``: a cube of counts per day × unit credited × area × category × source, holding counts as sets
+  of event tokens; each cell is split in shares, one per writer (see :func:`counter_id`), summed when read.
 - ``ticket_facts``: small per-ticket documents: when it was first routed and last resolved (handling times in
-  working hours), and for tickets with an amount (涉及金额, e.g. 欠薪) the amounts involved and recovered.
+  working hours), and for tickets with an amount (涉及金额, e.g. 欠薪) the amounts involved and recovered (written
+  by the tickets consumer).
+
+Every document has one writer: the consumer that owns the Kafka partition its events come from. FerretDB v1
+applies an update by reading, changing and writing back the document, so two writers of one document — two
+replicas, or a ticket's tickets consumer and its notifications consumer, which the two topics may place in
+different replicas — would lose each other's updates, ``$addToSet`` and all. A ticket's documents are keyed by
+ticket id, as both topics are; a counter cell, which many tickets touch, is split by the topic and partition of
+its writer. The kernel lets a revoked partition's batch finish before another replica gets the partition.
 
 Every write is idempotent by its operators (``$set`` of the event's snapshot, ``$addToSet`` of its timeline entry
 and its counter tokens, ``$min``/``$max`` of moments; see civicbus.mongo), so a replayed event changes nothing and
@@ -12,9 +21,8 @@ no figure is counted twice.
 """
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,28 +32,41 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.events import EventKind, NotificationResult, Satisfaction, Ticket, TicketEvent, TicketState
+from civicbus.kafka import Consumed
 from civicbus.mongo import Increment, apply_increments, find_by_ids, upsert_by_id
 
 TICKET_VIEWS = "ticket_views"
+TICKET_NOTIFICATIONS = "ticket_notifications"
 COUNTERS = "report_counters"
 TICKET_FACTS = "ticket_facts"
-READ_MODELS = (TICKET_VIEWS, COUNTERS, TICKET_FACTS)
+READ_MODELS = (TICKET_VIEWS, TICKET_NOTIFICATIONS, COUNTERS, TICKET_FACTS)
 DIMENSIONS = ("day", "unit", "area", "category", "source")
 
 
-def counter_id(day: str, unit: str, area: str, category: str, source: str) -> str:
-    return "|".join((day, unit, area, category, source))
+def ticket_writer(partition: int) -> str:
+    """The writer of counter shares from ``civic.tickets`` partition ``partition``."""
+    return f"t{partition}"
 
 
-def _increment(day: str, ticket: Ticket | None, unit: str, token: str, **amounts: int) -> Increment:
-    """Counts for one cell of the cube (day × unit credited × area × category × source): any filter combination,
-    and any peer ranking, is then a sum over the matching cells (a period is a few hundred small documents, which
-    FerretDB scans quickly; on MongoDB the (day) index serves the range)."""
+def notification_writer(partition: int) -> str:
+    """The writer of counter shares from ``civic.notifications`` partition ``partition``."""
+    return f"n{partition}"
+
+
+def counter_id(day: str, unit: str, area: str, category: str, source: str, writer: str) -> str:
+    """One writer's share of a cell: ``2026-11-02|xixi|xixi|environment.dust|12345|t3``."""
+    return "|".join((day, unit, area, category, source, writer))
+
+
+def _increment(day: str, ticket: Ticket | None, unit: str, writer: str, token: str, **amounts: int) -> Increment:
+    """Counts for one cell of the cube (day × unit credited × area × category × source), in ``writer``'s share: any
+    filter combination, and any peer ranking, is then a sum over the matching shares (a period is a few hundred
+    small documents, which FerretDB scans quickly; on MongoDB the (day) index serves the range)."""
     area = ticket.area if ticket else ""
     category = ticket.category if ticket else ""
     source = ticket.event_source if ticket else ""
     return Increment(
-        doc_id=counter_id(day, unit, area, category, source),
+        doc_id=counter_id(day, unit, area, category, source, writer),
         token=token,
         amounts=amounts,
         on_insert=dict(zip(DIMENSIONS, (day, unit, area, category, source), strict=True)),
@@ -68,27 +89,30 @@ SATISFACTION_COUNTS = {
 }
 
 
-def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
+def ticket_increments(event: TicketEvent, day: str, writer: str) -> list[Increment]:
     """What one lifecycle event adds to the counters (names are the inputs of the figures, see figures.py),
-    credited to the unit it concerns: the lead unit, the returning unit, an assisting unit."""
+    credited to the unit it concerns: the lead unit, the returning unit, an assisting unit; in ``writer``'s shares."""
     ticket, token, kind = event.ticket, event.event_id, event.kind
     lead = ticket.lead_unit
 
+    def count(unit: str, **amounts: int) -> Increment:
+        return _increment(day, ticket, unit, writer, token, **amounts)
+
     def lead_counts(**amounts: int) -> list[Increment]:
-        return [_increment(day, ticket, lead, token, **amounts)]
+        return [count(lead, **amounts)]
 
     if kind is EventKind.ticket_routed:
         return [
             *lead_counts(created=1, routed=1),
-            *(_increment(day, ticket, unit, token, assisted=1) for unit in ticket.assist_units),
+            *(count(unit, assisted=1) for unit in ticket.assist_units),
         ]
     if kind is EventKind.ticket_manual:
-        return [_increment(day, ticket, "", token, created=1, manual=1)]
+        return [count("", created=1, manual=1)]
     if kind is EventKind.ticket_grouped:
         return lead_counts(repeats=event.events_joined) if event.events_joined else []
     if kind in (EventKind.ticket_returned, EventKind.ticket_reassigned):
         returning = ticket.returned_by[-1] if kind is EventKind.ticket_returned and ticket.returned_by else ""
-        increments = [_increment(day, ticket, returning, token, returned=1)] if returning else []
+        increments = [count(returning, returned=1)] if returning else []
         if lead and ticket.state is TicketState.routed:  # routed again: the new unit has one more ticket
             increments.extend(lead_counts(routed=1))
         return increments
@@ -111,9 +135,9 @@ def ticket_increments(event: TicketEvent, day: str) -> list[Increment]:
     return []  # notes, extension requests and decisions, refusals: on the timeline, not in the figures
 
 
-def notification_increments(result: NotificationResult, day: str) -> list[Increment]:
+def notification_increments(result: NotificationResult, day: str, writer: str) -> list[Increment]:
     outcome = "notified" if result.kind is EventKind.notification_delivered else "notify_failed"
-    return [_increment(day, None, result.recipient, result.event_id, **{outcome: 1})]
+    return [_increment(day, None, result.recipient, writer, result.event_id, **{outcome: 1})]
 
 
 def facts_update(event: TicketEvent) -> dict[str, Any] | None:
@@ -138,13 +162,15 @@ def facts_update(event: TicketEvent) -> dict[str, Any] | None:
 
 
 class Projections:
+    """Applies batches of consumed records to the read models. One instance serves both consumers of a replica;
+    each writes only documents that no other consumer writes (see the module's docstring)."""
+
     def __init__(self, db: AsyncDatabase, timezone: str) -> None:
         self._views = db[TICKET_VIEWS]
+        self._notifications = db[TICKET_NOTIFICATIONS]
         self._counters = db[COUNTERS]
         self._facts = db[TICKET_FACTS]
         self._zone = ZoneInfo(timezone)
-        # Ticket events and notification results update the same views and counters (see civicbus.mongo).
-        self._write_lock = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         # For the API's filtered lists on a real MongoDB (FerretDB v1 keeps them but filters by scanning).
@@ -157,11 +183,6 @@ class Projections:
     def day(self, moment: datetime) -> str:
         return moment.astimezone(self._zone).date().isoformat()
 
-    async def _apply_to_views(self, updates: dict[str, list[dict[str, Any]]]) -> int:
-        """Apply each ticket's updates (idempotent: $set of the snapshot, $addToSet of entries); returns how many
-        changed anything — a replayed event changes nothing."""
-        return await self._apply_rounds(self._views, updates)
-
     @staticmethod
     async def _apply_rounds(collection: AsyncCollection, updates: dict[str, list[dict[str, Any]]]) -> int:
         """Apply each document's updates (idempotent); returns how many documents changed."""
@@ -172,24 +193,22 @@ class Projections:
             changed += (await upsert_by_id(collection, round_)).changed
         return changed
 
-    async def apply_ticket_events(self, events: Iterable[TicketEvent]) -> int:
-        async with self._write_lock:
-            return await self._apply_ticket_events(list(events))
-
-    async def _apply_ticket_events(self, events: list[TicketEvent]) -> int:
-        events = list(events)
+    async def apply_ticket_events(self, batch: Sequence[Consumed]) -> int:
+        """Apply ``civic.tickets`` records to the views, the facts and the tickets' counter shares; returns how
+        many views changed — a replayed event changes nothing."""
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
         facts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         # The view keeps the newest snapshot: an older one (a replayed event) adds its timeline entry, if missing,
-        # but does not overwrite. One consumer per ticket (events are keyed by ticket), so read-then-write is safe.
+        # but does not overwrite. This consumer is the ticket's one writer, so read-then-write is safe.
         versions = {
             ticket_id: view.get("version", 0)
             for ticket_id, view in (
-                await find_by_ids(self._views, {event.ticket.ticket_id for event in events}, {"version": 1})
+                await find_by_ids(self._views, {item.event.ticket.ticket_id for item in batch}, {"version": 1})
             ).items()
         }
-        for event in events:
+        for item in batch:
+            event: TicketEvent = item.event
             ticket = event.ticket
             entry = {
                 "event_id": event.event_id,
@@ -219,22 +238,22 @@ class Projections:
                     update["$set"] = {**fields, "updated_at": event.occurred_at}
                     update["$max"] = _counts(ticket)
             updates[ticket.ticket_id].append(update)
-            increments.extend(ticket_increments(event, self.day(event.occurred_at)))
+            increments.extend(ticket_increments(event, self.day(event.occurred_at),
+                                                ticket_writer(item.record.partition)))
             if (fact := facts_update(event)) is not None:
                 facts[ticket.ticket_id].append(fact)
-        applied = await self._apply_to_views(updates)
+        applied = await self._apply_rounds(self._views, updates)
         await apply_increments(self._counters, increments)
         await self._apply_rounds(self._facts, facts)
         return applied
 
-    async def apply_notifications(self, results: Iterable[NotificationResult]) -> int:
-        async with self._write_lock:
-            return await self._apply_notifications(list(results))
-
-    async def _apply_notifications(self, results: list[NotificationResult]) -> int:
+    async def apply_notifications(self, batch: Sequence[Consumed]) -> int:
+        """Apply ``civic.notifications`` records to the tickets' notification lists and the notifications' counter
+        shares; returns how many lists changed."""
         updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         increments: list[Increment] = []
-        for result in results:
+        for item in batch:
+            result: NotificationResult = item.event
             entry = {
                 "event_id": result.event_id,
                 "recipient": result.recipient,
@@ -245,7 +264,8 @@ class Projections:
                 "at": result.occurred_at,
             }
             updates[result.ticket_id].append({"$addToSet": {"notifications": entry}})
-            increments.extend(notification_increments(result, self.day(result.occurred_at)))
-        applied = await self._apply_to_views(updates)
+            increments.extend(notification_increments(result, self.day(result.occurred_at),
+                                                      notification_writer(item.record.partition)))
+        applied = await self._apply_rounds(self._notifications, updates)
         await apply_increments(self._counters, increments)
         return applied

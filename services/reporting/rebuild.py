@@ -2,9 +2,11 @@
 ``civic.notifications`` from the beginning through the same projections the service applies.
 
 The replay reads with its own consumer (no group, so the service's committed offsets stay as they are) up to the
-end offsets taken when it starts. Projections are idempotent, so replaying on top of existing read models changes
-nothing and a rebuilt model ends with the same figures. Stop the reporting service while rebuilding: FerretDB v1
-updates are read-modify-write, and two processes writing one counter document at once could lose a token.
+end offsets taken when it starts. Each record is applied with its own partition, so it lands in the documents and
+counter shares the service's consumer of that partition writes: projections are idempotent, so replaying on top of
+existing read models changes nothing and a rebuilt model ends with the same figures. Stop the reporting service
+while rebuilding: the replay writes every partition's documents, and FerretDB v1 updates are read-modify-write, so
+a replica writing one of them at the same time could lose an update.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicbus.kafka import Consumed
 from civicbus.logs import get_logger
 from civicbus.settings import ServiceSettings
 from civicbus.topics import NOTIFICATIONS, TICKETS, Topic
@@ -37,7 +40,7 @@ class ReplayResult:
 
 
 async def _replay_topic(settings: ServiceSettings, topic: Topic,
-                        apply: Callable[[Sequence[Any]], Awaitable[int]], result: ReplayResult) -> None:
+                        apply: Callable[[Sequence[Consumed]], Awaitable[int]], result: ReplayResult) -> None:
     name = topic.full_name(settings.topic_prefix)
     # Without a group, a consumer subscribed to a topic is given all its partitions when it starts.
     consumer = AIOKafkaConsumer(name, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
@@ -51,18 +54,18 @@ async def _replay_topic(settings: ServiceSettings, topic: Topic,
         read = undecodable = 0
         while await _behind(consumer, ends):
             batch = await consumer.getmany(*partitions, timeout_ms=1000, max_records=BATCH)
-            events = []
+            consumed = []
             for partition, records in batch.items():
                 for record in records:
                     if record.offset >= ends[partition]:
                         continue  # arrived after the replay started: the service applies it
                     read += 1
                     try:
-                        events.append(topic.adapter.validate_json(record.value or b""))
+                        consumed.append(Consumed(topic.adapter.validate_json(record.value or b""), record))
                     except ValidationError:
                         undecodable += 1
-            if events:
-                await apply(events)
+            if consumed:
+                await apply(consumed)
         result.read[topic.name], result.undecodable[topic.name] = read, undecodable
         log.info("topic replayed", topic=name, records=read, undecodable=undecodable)
     finally:

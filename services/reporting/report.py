@@ -2,7 +2,9 @@
 
 ``Reports`` is the one place figures are assembled: the HTTP API returns its dicts as they are, and the exports
 call the same methods. Counts are sums over the counter cube (``projections.py``) computed in Python: FerretDB v1
-has no aggregation to speak of, and a period is a few hundred small documents.
+has no aggregation to speak of, and a period is a few hundred small documents. Every read goes through
+:func:`merge_shares` (a cell is kept in one share per writer) and a ticket's notifications through
+:func:`merge_notifications` (kept apart from its view, by their own writer).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from civicbus.workcalendar import WorkingCalendar
 
 from .config import ReportingFile
 from .figures import COUNT_FIELDS, FigureBook, ranking, with_derived
-from .projections import COUNTERS, DIMENSIONS, TICKET_FACTS, TICKET_VIEWS
+from .projections import COUNTERS, DIMENSIONS, TICKET_FACTS, TICKET_NOTIFICATIONS, TICKET_VIEWS
 
 PeriodKind = Literal["day", "week", "month", "quarter", "custom"]
 Granularity = Literal["day", "week", "month"]
@@ -150,6 +152,28 @@ def _day(moment: datetime, zone: ZoneInfo) -> date:
     return moment.astimezone(zone).date()
 
 
+def merge_shares(documents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cube's cells from their writers' shares (``projections.counter_id``): the dimensions, and per count the
+    sum over the union of the shares' tokens. An event is counted in one share only, so that is the shares' sum; a
+    token that is in two (a cell document of before the split, and an event applied again after it) counts once."""
+    tokens: dict[tuple[str, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for document in documents:
+        cell = tokens[tuple(document.get(name, "") for name in DIMENSIONS)]
+        for name in COUNT_FIELDS:
+            if name in document:
+                cell[name].update(document[name])
+    return [{**dict(zip(DIMENSIONS, key, strict=True)),
+             "counts": {name: counter_value(fields, name) for name in fields}}
+            for key, fields in tokens.items()]
+
+
+def merge_notifications(*lists: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A ticket's notifications, oldest first, each once: those of ``ticket_notifications``, and those a view
+    written before they were kept apart still holds."""
+    by_event = {entry["event_id"]: dict(entry) for entries in lists for entry in entries}
+    return sorted(by_event.values(), key=lambda entry: entry["at"])
+
+
 @dataclass
 class _Slice:
     """What one period holds for a filter: summed counts and handling times in working hours."""
@@ -165,6 +189,7 @@ class Reports:
     def __init__(self, db: AsyncDatabase, district: District, config: ReportingFile,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._views = db[TICKET_VIEWS]
+        self._notifications = db[TICKET_NOTIFICATIONS]
         self._counters = db[COUNTERS]
         self._facts = db[TICKET_FACTS]
         self._now = now
@@ -188,14 +213,9 @@ class Reports:
         return Period.parse(kind, at, since, until, today=self.today())
 
     async def _cells(self, since: date, until: date) -> list[dict[str, Any]]:
-        """The counter cells of the days since..until, with their counts summed per cell."""
+        """The counter cells of the days since..until, with their counts summed over the cell's shares."""
         query = {"day": {"$gte": since.isoformat(), "$lte": until.isoformat()}}
-        cells = []
-        async for document in self._counters.find(query):
-            cell = {name: document.get(name, "") for name in DIMENSIONS}
-            cell["counts"] = {name: counter_value(document, name) for name in COUNT_FIELDS if name in document}
-            cells.append(cell)
-        return cells
+        return merge_shares([document async for document in self._counters.find(query)])
 
     async def _handled(self, since: date, until: date) -> list[dict[str, Any]]:
         """Tickets resolved in the days since..until, with their handling time in working hours."""
@@ -448,6 +468,9 @@ class Reports:
         if viewer_unit and viewer_unit != view.get("lead_unit") and viewer_unit not in view.get("assist_units", []):
             return None
         view["timeline"] = sorted(view.get("timeline", []), key=lambda entry: entry["at"])
+        notifications = await self._notifications.find_one({"_id": ticket_id}) or {}
+        view["notifications"] = merge_notifications(view.get("notifications", []),
+                                                    notifications.get("notifications", []))
         return view
 
 

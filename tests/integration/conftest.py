@@ -146,7 +146,7 @@ async def _warm_up(running: dict[str, RunningService], mongo: AsyncDatabase, api
 
     async def delivered() -> dict | None:
         view = await mongo["ticket_views"].find_one({"source_event_id": event_id})
-        return view if view and view.get("notifications") else None
+        return view and await mongo["ticket_notifications"].find_one({"_id": view["_id"]})
 
     await eventually(delivered, timeout=120, what="the warm-up event through all four services")
 

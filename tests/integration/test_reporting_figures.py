@@ -294,7 +294,7 @@ async def _snapshot(reports: Reports) -> list[Any]:
 
 async def _documents(db) -> dict[str, list[dict]]:
     return {name: sorted(await db[name].find({}).to_list(None), key=lambda document: document["_id"])
-            for name in ("ticket_views", "report_counters", "ticket_facts")}
+            for name in ("ticket_views", "ticket_notifications", "report_counters", "ticket_facts")}
 
 
 async def test_rebuilt_from_the_topics_gives_the_same_figures_and_a_second_replay_changes_nothing(
