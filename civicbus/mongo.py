@@ -13,9 +13,15 @@ patterns, and each is also the fast way on a real MongoDB:
 - **Upserts through the raw ``update`` command.** When two writers create the same new ``_id`` at once, MongoDB
   retries the loser itself; FerretDB answers with a duplicate-key error and a reply PyMongo's bulk API cannot
   read. The command is idempotent, so it is simply sent again.
-- **One writer per document within a service.** FerretDB v1 applies an update by reading the document, changing
-  it and writing it back in a separate transaction: two concurrent updates of one document can lose one. A
-  service whose consumers share documents serializes those writes with one :class:`asyncio.Lock`.
+- **One writer per document, whatever the number of replicas.** FerretDB v1 applies an update by reading the
+  document, changing it and writing it back in a separate transaction: two concurrent updates of one document lose
+  one (measured: 48 % of two processes' ``$inc`` lost). So each document is written only by the consumer that owns
+  the Kafka partition of its key, and a document many keys touch (a counter cell, a timer bucket) is kept in one
+  share per partition and summed when read — never a process-local lock, which a second replica does not see.
+- **Bounded in time and number.** Every operation has ``timeoutMS`` and a process at most ``maxPoolSize``
+  connections (settings ``mongo_timeout_ms``, ``mongo_max_pool``): under load the embedded FerretDB wedged for good
+  when every process opened as many connections as it liked with no timeout; now a stuck store fails the batch
+  (a transient error, retried) and ``/readyz`` says so.
 - **Figures are counter documents, summed in Python** (FerretDB v1 has few aggregation operators). A count is a
   set of tokens ``"<event id>:<amount>"`` added with ``$addToSet``: a replayed event adds the same token again,
   which changes nothing, so no figure is ever counted twice.
