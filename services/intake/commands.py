@@ -123,7 +123,9 @@ async def _send(
             raise HTTPException(503, detail="指令暂未受理：消息队列不可用，请用相同 Command-Id 重试 (Kafka unavailable)",
                                 headers={"Retry-After": str(RETRY_AFTER_S)}) from error
         deadline = time.monotonic() + runtime.settings.command_wait_s
-        while record is None and time.monotonic() < deadline:
+        # Answered once triage has also written the ticket (``settled``), so a caller reads what it did; a decision
+        # whose ticket write is still under way at the deadline is answered all the same (it will be applied).
+        while not (record and record.get("settled")) and time.monotonic() < deadline:
             await asyncio.sleep(POLL_SECONDS)
             record = await results.find_one({"_id": command.event_id})
     return _answer(command.event_id, record)

@@ -6,7 +6,7 @@ Each outcome is first written as a decision record (``command_results``, by comm
 publish), then applied to the ticket (which remembers the command ids it applied), then published. A command
 read again — a redelivery, or the same command id sent twice — finds its decision record: the ticket is brought up
 to it if the crash came before, its events are published again under the same ids, and nothing else happens.
-Intake reads the decision record to answer the caller.
+Intake reads the decision record to answer the caller, once it is marked settled (the ticket written and announced).
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class CommandHandler:
         writer = {item.event.ticket_id: item.record.partition for item in batch}
         await self._bring_tickets_up_to(commands, {**decided, **records}, stored, writer)
         await self._publisher.publish(TICKETS, to_publish)
+        # Intake answers the caller once its command is settled: decided, on the ticket and announced.
+        await bulk_write(self._results, [UpdateOne({"_id": command_id}, {"$set": {"settled": True}})
+                                         for command_id in {**decided, **records}
+                                         if not decided.get(command_id, {}).get("settled")])
         return outcome
 
     async def _bring_tickets_up_to(

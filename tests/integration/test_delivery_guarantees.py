@@ -67,6 +67,35 @@ async def test_poison_records_are_dead_lettered_with_the_reason_and_the_partitio
     assert empty.original_topic == f"{stack.prefix}civic.events"
 
 
+async def test_what_no_store_could_keep_is_dead_lettered_by_name_and_the_partition_moves_on(stack, services, mongo):
+    """Sent straight to civic.events past intake's door: a label key MongoDB cannot take as a field name, and a
+    datetime of year 1. Each is dead-lettered naming its field; the complaint after them on the partition becomes a
+    ticket (before, a refused label key stopped triage on its partition for good)."""
+    key = f"upstream-{uuid.uuid4().hex[:6]}".encode()
+    good = ComplaintReceived(source="12345", data=Complaint(content="湖滨路夜市油烟扰民，味道很大"))
+    template = orjson.loads(good.encode())
+    dotted = {**template, "event_id": str(uuid.uuid4()), "data": {**template["data"], "labels": {"a.b": "x"}}}
+    ancient = {**template, "event_id": str(uuid.uuid4()), "occurred_at": "0001-01-01T00:00:00+00:00"}
+    producer = await _producer(stack)
+    try:
+        for payload in (dotted, ancient):
+            await producer.send_and_wait(f"{stack.prefix}civic.events", orjson.dumps(payload), key=key)
+        await producer.send_and_wait(f"{stack.prefix}civic.events", good.encode(), key=key)
+    finally:
+        await producer.stop()
+
+    await eventually(lambda: _ticket_of(mongo, good.event_id), what="the ticket of the complaint after them")
+
+    async def dead_letters() -> list[DeadLetter]:
+        letters = [DeadLetter.model_validate_json(record.value) for record in await read_topic(stack, "civic.dlq")]
+        return [letter for letter in letters if letter.original_key == key.decode()] or []
+
+    letters = sorted(await eventually(dead_letters, what="the dead letters"), key=lambda letter: letter.original_offset)
+    assert [letter.error_kind for letter in letters] == ["invalid", "invalid"]
+    assert "data.labels" in letters[0].reason and "a.b" in letters[0].reason
+    assert "occurred_at" in letters[1].reason and "1970" in letters[1].reason
+
+
 async def test_a_redelivered_incoming_event_makes_no_second_ticket(stack, services, mongo):
     event = ComplaintReceived(source="12345", data=Complaint(content="永丰路路灯坏了好几天，晚上很黑"))
     producer = await _producer(stack)
