@@ -26,6 +26,7 @@ from civicbus.district import District, EscalationTarget, LeaderRole
 from civicbus.events import OPEN_STATES, PENDING_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
 from civicbus.kafka import Subscription
 from civicbus.logs import get_logger
+from civicbus.metrics import NOTIFY_TIMERS_DONE
 from civicbus.mongo import find_by_ids, upsert_by_id
 from civicbus.scheduling import run_periodically
 from civicbus.topics import TICKETS as TICKET_TOPIC
@@ -140,13 +141,15 @@ class Timers:
             return 0
         done = 0
         for partition in sorted(self.subscription.assigned):
+            # Reading the buckets writes nothing, so it holds up no batch (a first tick reads a day of them); what
+            # a batch files meanwhile, the next tick's look-back sees.
+            entries = sorted(await self._pipeline.timers.entries_due(partition, now))
             async with self.subscription.in_flight:
                 if partition in self.subscription.assigned:  # not revoked while this waited for the batch
-                    done += await self._tick(partition, now)
+                    done += await self._tick(partition, now, entries)
         return done
 
-    async def _tick(self, partition: int, now: datetime) -> int:
-        entries = sorted(await self._pipeline.timers.entries_due(partition, now))
+    async def _tick(self, partition: int, now: datetime, entries: list[str]) -> int:
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
         retries = [entry for entry in entries if entry.startswith("retry|")]
         timers = [timer for timer in map(Timer.parse, (e for e in entries if e.startswith(("remind|", "escalate|"))))
@@ -162,6 +165,7 @@ class Timers:
         if daily_day:
             await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
         await self._pipeline.timers.ticked(partition, now)
+        NOTIFY_TIMERS_DONE.labels(str(partition)).set(now.timestamp())
         return len(results)
 
     def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:

@@ -84,7 +84,8 @@ async def test_what_no_store_could_keep_is_dead_lettered_by_name_and_the_partiti
     finally:
         await producer.stop()
 
-    await eventually(lambda: _ticket_of(mongo, good.event_id), what="the ticket of the complaint after them")
+    on_a_ticket = {"$or": [{"source_event_id": good.event_id}, {"repeat_event_ids": good.event_id}]}
+    await eventually(lambda: mongo["tickets"].find_one(on_a_ticket), what="the complaint after them on a ticket")
 
     async def dead_letters() -> list[DeadLetter]:
         letters = [DeadLetter.model_validate_json(record.value) for record in await read_topic(stack, "civic.dlq")]
