@@ -302,18 +302,37 @@ def start_kafka() -> str:
 
 
 def install_ferretdb() -> Path:
-    """Build FerretDB v1 from the Go module proxy into .civicbus/bin (once per go.sum)."""
+    """Build FerretDB v1 from the Go module proxy into .civicbus/bin (once per go.sum and patch set), with the
+    patches of ``deploy/ferretdb/patches`` applied to the module's source: a copy of the module is patched in
+    .civicbus/build and the build replaces the module with it."""
     source = DEPLOY / "ferretdb"
+    patches = sorted((source / "patches").glob("*.patch"))
     binary = home() / "bin" / "ferretdb"
     marker = home() / "bin" / "ferretdb.installed"
-    fingerprint = _fingerprint(source / "go.mod", source / "go.sum", source / "main.go")
+    fingerprint = _fingerprint(source / "go.mod", source / "go.sum", source / "main.go", *patches)
     if _installed(marker, fingerprint) and binary.is_file():
         return binary
     go = _require("go", "golang")
-    binary.parent.mkdir(parents=True, exist_ok=True)
+    log_file = home() / "logs" / "ferretdb-install.log"
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-    _run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=source,
-         log_file=home() / "logs" / "ferretdb-install.log", env=env)
+    build = home() / "build" / "ferretdb"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    for name in ("go.mod", "go.sum", "main.go"):
+        shutil.copy(source / name, build / name)
+    _run([go, "mod", "download", "github.com/FerretDB/FerretDB"], cwd=build, log_file=log_file, env=env)
+    module_dir = subprocess.run([go, "list", "-m", "-f", "{{.Dir}}", "github.com/FerretDB/FerretDB"], cwd=build,
+                                env=env, capture_output=True, text=True, check=True).stdout.strip()
+    # The module cache is read-only: copy the module, make it writable, patch it.
+    shutil.copytree(module_dir, build / "FerretDB", copy_function=shutil.copy)
+    for path in (build / "FerretDB").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for patch in patches:
+        _run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=build / "FerretDB", log_file=log_file)
+    _run([go, "mod", "edit", "-replace", "github.com/FerretDB/FerretDB=./FerretDB"], cwd=build, log_file=log_file,
+         env=env)
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    _run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=build, log_file=log_file, env=env)
     marker.write_text(fingerprint)
     return binary
 

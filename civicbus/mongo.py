@@ -6,8 +6,10 @@ patterns, and each is also the fast way on a real MongoDB:
 - **Look-ups and updates by ``_id`` alone.** FerretDB v1 on SQLite pushes down to the database only a filter that
   is exactly ``{_id: value}``; any other filter (``$in``, a second field, a guard) reads the whole collection.
   (The project's FerretDB build adds the ``_id`` index those queries need: see ``deploy/ferretdb/main.go``.)
-- **At most** :data:`WRITE_CHUNK` **operations per write command.** FerretDB v1 keeps a database connection open
-  per operation until the whole command ends, from a pool of 100: a larger command waits for itself forever.
+- **At most** :data:`WRITE_CHUNK` **operations per write command.** FerretDB v1.24 as released keeps a database
+  connection open per update of a command until the whole command ends, from a pool of 100: a larger command waits
+  for itself forever, and two 50-update commands at once wedged the server for good. The project's build closes each
+  update's connection at once (``deploy/ferretdb/patches``); the chunk stays, as any server's limit on one command.
 - **No transactions, no conditional filters:** a write is idempotent by its own operators — ``$setOnInsert``,
   ``$addToSet``, ``$max``, ``$set`` of the same values — so applying it twice changes nothing.
 - **Upserts through the raw ``update`` command.** When two writers create the same new ``_id`` at once, MongoDB
