@@ -17,8 +17,10 @@ GET endpoints need no key (Open311 reads are public) and expose no personal data
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
@@ -56,6 +58,10 @@ REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name"
                   "expected_datetime", "address", "address_id", "zipcode", "lat", "long", "media_url")
 
 
+MAX_DESCRIPTION = 4000  # GeoReport v2: "description … up to 4,000 characters"
+MAX_MEDIA_URL = 200  # it becomes a label, and labels are short texts
+
+
 class Open311Error(Exception):
     def __init__(self, status: int, *descriptions: str) -> None:
         super().__init__("; ".join(descriptions))
@@ -66,6 +72,10 @@ class Open311Error(Exception):
 # --------------------------------------------------------------------------- rendering
 
 
+# Characters XML 1.0 forbids: one of them in a citizen's description would make the whole public feed ill-formed.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any, zone: ZoneInfo) -> str:
     if value is None:
         return ""
@@ -73,7 +83,7 @@ def _text(value: Any, zone: ZoneInfo) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return _datetime(value, zone)
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _datetime(value: datetime, zone: ZoneInfo) -> str:
@@ -175,13 +185,14 @@ def _positive(name: str, value: str | None, default: int, most: int) -> int:
 def _request_view(document: dict[str, Any]) -> dict[str, Any]:
     view = {name: document.get(name) for name in REQUEST_FIELDS}
     view["service_request_id"] = document["_id"]
+    view["media_url"] = document.get("media_url") or None  # the spec's schemas allow a URI or null, never ""
     return view
 
 
 async def open311_error_handler(request: Request, error: Exception) -> Response:
     """The spec's error document, in the format the path asked for (XML, the required format, otherwise)."""
     assert isinstance(error, Open311Error)
-    response = render_error(request.path_params.get("fmt", "xml"), error)
+    response = render_error(request.path_params.get("fmt") or request.url.path.rsplit(".", 1)[-1], error)
     if error.status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
@@ -256,7 +267,7 @@ async def service_request_updates(request: Request, fmt: str) -> Response:
     updates = [
         {"update_id": document["_id"], "service_request_id": document["service_request_id"],
          "status": document["status"], "updated_datetime": document["updated_datetime"],
-         "description": document["description"], "media_url": document["media_url"]}
+         "description": document["description"], "media_url": document.get("media_url") or None}
         for document in await _store(request).updates_between(start, end)
     ]
     return render(fmt, "service_requests_updates", "request_update", updates, _zone(request))
@@ -372,10 +383,16 @@ async def post_request(request: Request, fmt: str) -> Response:
     if problems:
         raise Open311Error(400, *problems)
     media_url = _field(form, "media_url")
+    if media_url and (urlsplit(media_url).scheme not in ("http", "https") or not urlsplit(media_url).netloc
+                      or len(media_url) > MAX_MEDIA_URL):
+        raise Open311Error(400, f"media_url 须为不超过 {MAX_MEDIA_URL} 个字符的 http(s) 地址 "
+                                f"(media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters)")
     labels["open311_service"] = service.code
-    if media_url and len(media_url) <= 200:
+    if media_url:
         labels["open311_media_url"] = media_url
     description = _field(form, "description")
+    if len(description) > MAX_DESCRIPTION:
+        raise Open311Error(400, f"description 超过 {MAX_DESCRIPTION} 个字符 (longer than the spec's {MAX_DESCRIPTION})")
     try:
         submission = ComplaintSubmission(
             title=service.name,
@@ -437,3 +454,14 @@ def _form_problems(problems: list[str]) -> list[str]:
         head = field.split(".")[0]
         renamed.append(f"{FORM_NAMES.get(head, head)}:{message}")
     return renamed
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def not_served(request: Request, path: str) -> Response:
+    """What Open311 clients may ask that civicbus does not serve (``POST servicerequestupdates.xml``, an unknown
+    resource) is answered in the spec's error format, not FastAPI's ``{"detail": …}``."""
+    served = [route for route in router.routes if route is not request.scope.get("route")
+              and getattr(route, "path_regex", None) and route.path_regex.match(request.url.path)]
+    if served:
+        raise Open311Error(405, f"{request.method} 不适用于 {path} (method not allowed)")
+    raise Open311Error(404, f"{path} 不存在 (no such resource)")

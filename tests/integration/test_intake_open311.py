@@ -183,6 +183,33 @@ async def test_a_posted_request_is_routed_and_followed_to_closed(http, services,
     assert len({node.findtext("update_id") for node in mine}) == 3
 
 
+async def test_strict_validators_and_clients_get_what_the_spec_says(http, services, keys):
+    """What open311/schema-validation and Open311 clients expect: no photo is null (never ""), a description longer
+    than the spec's 4,000 characters and a non-http(s) media_url are refused, a character XML forbids never reaches
+    the public feed, and what civicbus does not serve is answered in the spec's error format."""
+    base = f"{services['intake'].base_url}/open311/v2"
+    form = {"api_key": keys["app"], "service_code": "urban.roads", "address_string": "湖滨路8号",
+            "attribute[FACILITY]": "streetlight", "description": f"路灯\x01不亮 {uuid.uuid4().hex[:6]}"}
+    async with httpx.AsyncClient() as anonymous:
+        for bad in ({"description": "长" * 4001}, {"media_url": "javascript:alert(1)"},
+                    {"media_url": "ftp://example.com/a.jpg"}):
+            refused = await anonymous.post(f"{base}/requests.json", data={**form, **bad})
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json()[0]["code"] == 400
+        posted = await anonymous.post(f"{base}/requests.json", data=form)
+        assert posted.status_code == 201, posted.text
+        request_id = posted.json()[0]["service_request_id"]
+        (item,) = (await anonymous.get(f"{base}/requests/{request_id}.json")).json()
+        assert item["media_url"] is None
+        feed = await anonymous.get(f"{base}/requests/{request_id}.xml")
+        assert "路灯不亮" in _xml(feed).findtext("request/description"), "well-formed, the control character dropped"
+
+        unserved = await anonymous.post(f"{base}/servicerequestupdates.xml", data={"api_key": keys["app"]})
+        assert unserved.status_code == 405 and _xml(unserved).tag == "errors"
+        unknown = await anonymous.get(f"{base}/no-such-resource.json")
+        assert unknown.status_code == 404 and unknown.json()[0]["code"] == 404
+
+
 async def test_following_tickets_counts_records_not_requests(mongo):
     """One ticket event can carry two Open311 requests (its source and a 重复件): a redelivered record is one
     duplicate, not two — a count above the batch would break the consumer's accounting and replay it forever."""
