@@ -6,6 +6,8 @@ few; never put an id or free text in a label.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
@@ -50,19 +52,63 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by route template and status class",
     ["service", "route", "status"],
 )
-TICKETS_ROUTED = Counter(
+
+
+class OwnMetric:
+    """A metric only one service records, with its ``service`` label fixed: call sites give the other labels
+    (``TICKETS_ROUTED.labels("routed")``), and every civicbus series still says which service it came from."""
+
+    def __init__(self, metric: Counter | Gauge | Histogram, service: str) -> None:
+        self.metric = metric
+        self.service = service
+
+    def labels(self, *values: str, **named: str) -> Any:
+        if named:
+            return self.metric.labels(service=self.service, **named)
+        return self.metric.labels(self.service, *values)
+
+
+TICKETS_ROUTED = OwnMetric(Counter(
     "civicbus_tickets_routed_total",
     "Tickets triage created, by outcome: routed to a unit (派单) or manual (人工派单)",
-    ["outcome"],
-)
-NOTIFICATIONS = Counter(
+    ["service", "outcome"],
+), "triage")
+TICKETS_OVERDUE = OwnMetric(Counter(
+    "civicbus_tickets_overdue_total",
+    "Missed deadlines (超期) the overdue sweep published, by deadline: sign_for (签收) or resolve (办结)",
+    ["service", "deadline"],
+), "triage")
+CALENDAR_HOLIDAYS_KNOWN = OwnMetric(Gauge(
+    "civicbus_calendar_holidays_known",
+    "1 when the working calendar knows the statutory holidays (法定节假日与调休) of the year, 0 when it would count "
+    "Monday to Friday; year_offset 0 is the current year, 1 the next",
+    ["service", "year", "year_offset"],
+), "triage")
+NOTIFICATIONS = OwnMetric(Counter(
     "civicbus_notifications_total",
-    "Notifications by channel and outcome: delivered, failed, duplicate (already sent), held (for a digest)",
-    ["channel", "outcome"],
-)
-NOTIFICATION_ATTEMPTS = Counter(
+    "Notifications by channel and outcome: delivered, failed, duplicate (already sent), held (for a digest), "
+    "unconfirmed",
+    ["service", "channel", "outcome"],
+), "notify")
+NOTIFICATION_ATTEMPTS = OwnMetric(Counter(
     "civicbus_notification_attempts_total",
     "Delivery attempts by channel and result (ok, http_error, timeout, connect_error, rejected, rate_limited)",
-    ["channel", "result"],
+    ["service", "channel", "result"],
+), "notify")
+NOTIFY_TIMERS_DONE = OwnMetric(Gauge(
+    "civicbus_notify_timers_done_timestamp_seconds",
+    "Unix time up to which a civic.tickets partition's due timers (retries, reminders, escalations, held digests) "
+    "were handled by its owner: time() minus it is the age of the oldest due notification not yet sent",
+    ["service", "partition"],
+), "notify")
+DEPENDENCY_UP = Gauge(
+    "civicbus_dependency_up",
+    "1 while a dependency answers the service's periodic check (kafka, mongo), 0 when it does not",
+    ["service", "dependency"],
+)
+SERVICE_READY = Gauge(
+    "civicbus_ready",
+    "1 while the service is ready (what /readyz answers: Kafka and MongoDB answer, no consumer halted), else 0",
+    ["service"],
 )
 SERVICE_UP = Gauge("civicbus_service_info", "Constant 1, labelled with the service and its version", ["service", "version"])

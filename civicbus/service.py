@@ -17,25 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvicorn
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 import civicbus
+from civicbus.asyncapi import service_document
 from civicbus.auth import KeyStore
 from civicbus.district import District, DistrictConfigError, load_district
 from civicbus.errors import CivicbusError, is_transient
 from civicbus.kafka import BatchHandler, Publisher, Subscription, create_broker, subscribe_batch, watch_consumer_lag
 from civicbus.logs import configure_logging, get_logger
-from civicbus.metrics import HTTP_REQUESTS, SERVICE_UP
+from civicbus.metrics import DEPENDENCY_UP, HTTP_REQUESTS, SERVICE_READY, SERVICE_UP
 from civicbus.mongo import create_mongo, database, ping
 from civicbus.settings import SETTINGS_BY_SERVICE, ServiceSettings
 from civicbus.topics import Topic
@@ -132,10 +131,9 @@ async def watch_district(runtime: Runtime, interval: float = 3.0) -> None:
 
 
 def asyncapi_document(runtime: Runtime) -> dict[str, Any]:
-    """FastStream's AsyncAPI 3.0 document of the service's subscribers and publishers."""
-    name = runtime.settings.service_name
-    spec = AsyncAPI(runtime.broker, title=f"civicbus {name}", version=civicbus.__version__)
-    return orjson.loads(spec.to_specification().to_json())
+    """The AsyncAPI 3.0 document of the service's Kafka interface, from the topic registry (civicbus.asyncapi)."""
+    settings = runtime.settings
+    return service_document(settings.service_name, civicbus.__version__, settings.topic_prefix)
 
 
 async def _wait_for_mongo(runtime: Runtime, attempts: int = 30) -> None:
@@ -148,6 +146,39 @@ async def _wait_for_mongo(runtime: Runtime, attempts: int = 30) -> None:
                 raise
             log.warning("MongoDB not reachable yet", attempt=attempt, error=str(error))
             await asyncio.sleep(1)
+
+
+async def readiness_checks(runtime: Runtime) -> dict[str, str]:
+    """What /readyz answers, and what the ``civicbus_dependency_up`` and ``civicbus_ready`` gauges say."""
+    service = runtime.settings.service_name
+    checks: dict[str, str] = {}
+    try:
+        checks["kafka"] = "ok" if await runtime.broker.ping(timeout=2.0) else "unreachable"
+    except Exception as error:
+        checks["kafka"] = f"error: {error}"
+    try:
+        await asyncio.wait_for(ping(runtime.mongo), timeout=2.0)
+        checks["mongo"] = "ok"
+    except Exception as error:
+        checks["mongo"] = f"error: {error}"
+    for dependency in ("kafka", "mongo"):
+        DEPENDENCY_UP.labels(service, dependency).set(1 if checks[dependency] == "ok" else 0)
+    for subscription in runtime.subscriptions:
+        if subscription.halted:
+            checks[f"consumer {subscription.topic.name}"] = f"stopped: {subscription.halted}"
+    SERVICE_READY.labels(service).set(1 if all(value == "ok" for value in checks.values()) else 0)
+    return checks
+
+
+async def watch_readiness(runtime: Runtime, interval: float = 15.0) -> None:
+    """Check readiness every ``interval`` seconds, so the gauges (and the alerts on them) do not depend on
+    anyone calling /readyz."""
+    while True:
+        try:
+            await readiness_checks(runtime)
+        except Exception as error:  # never let the watcher die
+            log.warning("readiness check failed", error=str(error))
+        await asyncio.sleep(interval)
 
 
 def service_app(
@@ -169,6 +200,7 @@ def service_app(
             await hook(runtime)
         await runtime.broker.start()
         tasks = [asyncio.create_task(task(runtime)) for task in runtime.background]
+        tasks.append(asyncio.create_task(watch_readiness(runtime)))
         if runtime.subscriptions:
             tasks.append(asyncio.create_task(watch_consumer_lag(
                 settings.kafka_bootstrap, service, runtime.subscriptions, settings.consumer.lag_interval_s)))
@@ -202,20 +234,8 @@ def service_app(
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: Kafka and MongoDB answer")
     async def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
         started = time.perf_counter()
-        try:
-            checks["kafka"] = "ok" if await runtime.broker.ping(timeout=2.0) else "unreachable"
-        except Exception as error:
-            checks["kafka"] = f"error: {error}"
-        try:
-            await asyncio.wait_for(ping(runtime.mongo), timeout=2.0)
-            checks["mongo"] = "ok"
-        except Exception as error:
-            checks["mongo"] = f"error: {error}"
-        for subscription in runtime.subscriptions:
-            if subscription.halted:
-                checks[f"consumer {subscription.topic.name}"] = f"stopped: {subscription.halted}"
+        checks = await readiness_checks(runtime)
         ready = all(value == "ok" for value in checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks,
                 "seconds": round(time.perf_counter() - started, 3)}

@@ -5,6 +5,8 @@ packaged by chinese-calendar. Triage counts deadlines on it; reporting counts ha
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -13,6 +15,7 @@ import chinese_calendar
 
 from civicbus.district import DeadlinesFile, Duration
 from civicbus.logs import get_logger
+from civicbus.metrics import CALENDAR_HOLIDAYS_KNOWN
 
 log = get_logger(__name__)
 
@@ -44,6 +47,17 @@ class WorkingCalendar:
                 self._warned_years.add(day.year)
                 log.warning("no holiday calendar for this year; counting Monday-Friday", year=day.year)
             return day.weekday() < 5
+
+    def holidays_known(self, year: int) -> bool:
+        """Whether the year's statutory holidays are known: packaged by chinese-calendar, or listed by the district
+        in ``deadlines.yaml`` (``holidays``) while the package has not caught up."""
+        if any(day.year == year for day in self._extra_holidays):
+            return True
+        try:
+            chinese_calendar.is_workday(date(year, 1, 1))
+            return True
+        except NotImplementedError:
+            return False
 
     def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
         """The moment when ``amount`` of office time on working days has passed after ``start``."""
@@ -87,3 +101,18 @@ class WorkingCalendar:
             return self.add_working_time(start, timedelta(hours=duration.working_hours))
         assert duration.working_days is not None
         return self.add_working_time(start, self.office_day * duration.working_days)
+
+
+
+async def report_holidays_known(calendar: Callable[[], WorkingCalendar], interval: float = 3600.0) -> None:
+    """Keep ``civicbus_calendar_holidays_known`` for the current and the next year (in the district's time zone)
+    up to date: the State Council publishes the next year's holidays around November, and a calendar that lacks
+    them counts deadlines Monday to Friday. Last year's series is dropped when the year turns."""
+    while True:
+        current = calendar()
+        this_year = datetime.now(current.zone).year
+        known = {offset: current.holidays_known(this_year + offset) for offset in (0, 1)}
+        CALENDAR_HOLIDAYS_KNOWN.metric.clear()
+        for offset, value in known.items():
+            CALENDAR_HOLIDAYS_KNOWN.labels(str(this_year + offset), str(offset)).set(1 if value else 0)
+        await asyncio.sleep(interval)

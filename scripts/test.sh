@@ -14,4 +14,6 @@ if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; the
       "browser test skips" >&2
   fi
 fi
+# promtool, kubeconform, the Kubernetes schemas and the compose checker for the deployment tests.
+scripts/deploy-tools.sh
 exec .venv/bin/python -m pytest "$@"

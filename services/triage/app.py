@@ -9,6 +9,7 @@ from civicbus.district import District
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
 from civicbus.topics import COMMANDS, EVENTS
+from civicbus.workcalendar import report_holidays_known
 
 from .commands import CommandHandler
 from .decide import TriageEngine
@@ -38,6 +39,7 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
     sweeper = OverdueSweeper(runtime.db, handler.store, runtime.publisher,
                              interval=settings.overdue_sweep_s)
     runtime.background.append(sweeper.run)
+    runtime.background.append(lambda _: report_holidays_known(lambda: handler.engine.calendar))
     app = service_app(
         runtime,
         title="civicbus triage",

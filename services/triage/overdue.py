@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from civicbus.events import PENDING_STATES, Action, Actor, EventKind, Ticket, TicketCommand, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
+from civicbus.metrics import TICKETS_OVERDUE
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing
 from civicbus.scheduling import OVERLAP, MinuteBuckets, run_periodically
 from civicbus.topics import COMMANDS
@@ -90,6 +91,8 @@ class OverdueSweeper:
                           if not document.get("published") and document["claimed_at"] < now - OVERLAP / 5}
         commands = [self._command(*due[claim]) for claim in sorted(mine)]
         await self._publisher.publish(COMMANDS, commands)
+        for claim in mine:
+            TICKETS_OVERDUE.labels(due[claim][1]).inc()
         await bulk_write(self._db[CLAIMS], [UpdateOne({"_id": claim}, {"$set": {"published": True}}) for claim in mine])
         await self._buckets.ticked(now)
         return len(commands)

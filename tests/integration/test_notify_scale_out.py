@@ -74,7 +74,7 @@ def arrivals(sink: WebhookSink) -> Counter:
 
 def unconfirmed() -> float:
     return REGISTRY.get_sample_value("civicbus_notifications_total",
-                                     {"channel": "webhook", "outcome": "unconfirmed"}) or 0.0
+                                     {"service": "notify", "channel": "webhook", "outcome": "unconfirmed"}) or 0.0
 
 
 async def statuses(db, keys: list[str]) -> Counter:
