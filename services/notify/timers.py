@@ -143,11 +143,14 @@ class Timers:
         for partition in sorted(self.subscription.assigned):
             # Reading the buckets writes nothing, so it holds up no batch (a first tick reads a day of them); what
             # a batch files meanwhile, the next tick's look-back sees.
-            entries = sorted(await self._pipeline.timers.entries_due(partition, now))
+            entries = await self._entries_due(partition, now)
             async with self.subscription.in_flight:
                 if partition in self.subscription.assigned:  # not revoked while this waited for the batch
                     done += await self._tick(partition, now, entries)
         return done
+
+    async def _entries_due(self, partition: int, now: datetime) -> list[str]:
+        return sorted(await self._pipeline.timers.entries_due(partition, now))
 
     async def _tick(self, partition: int, now: datetime, entries: list[str]) -> int:
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]

@@ -68,8 +68,9 @@ def keys_of(notify: NotifyUnderTest, events: list) -> list[str]:
 
 
 def arrivals(sink: WebhookSink) -> Counter:
-    """How often each notification key reached its receiver."""
-    return Counter(item.headers["idempotency-key"] for item in sink.received)
+    """How often each notification key reached its receiver (the burst's; the leaders' daily digests, which the
+    simulated morning also sends, are not counted)."""
+    return Counter(key for item in sink.received if not (key := item.headers["idempotency-key"]).startswith("daily:"))
 
 
 def unconfirmed() -> float:
@@ -100,7 +101,7 @@ async def test_two_crashes_between_send_and_record_send_nothing_twice_and_lose_n
     keys = keys_of(notify, events)
     await notify.publish(events)  # before the start: one batch gets them all, and it never gets past its record
     await notify.start(prepare=crash_at_record)
-    await eventually(lambda: asyncio.sleep(0, result=set(arrivals(sink)) == set(keys)), what="every message sent")
+    await eventually(lambda: asyncio.sleep(0, result=set(keys) <= set(arrivals(sink))), what="every message sent")
     assert await statuses(db, keys) == {"pending": 12}, "sent, never recorded"
     await notify.stop()
 
@@ -115,6 +116,8 @@ async def test_two_crashes_between_send_and_record_send_nothing_twice_and_lose_n
     await eventually(lambda: statuses_are(db, keys, {"unconfirmed": 12}), what="every key unconfirmed, final")
     await asyncio.sleep(1.0)  # a duplicate would come right behind
     assert set(arrivals(sink).values()) == {1} and set(arrivals(sink)) == set(keys), "each message sent once"
+    assert set(Counter(item.headers["idempotency-key"] for item in sink.received).values()) == {1}, \
+        "the daily digests the simulated morning sends too, once"
 
     # Reporting counts by event id: each key has results under one id only, so it is counted exactly once.
     found = await results(notify)
@@ -162,6 +165,7 @@ async def test_a_retry_whose_process_dies_twice_before_its_record_is_made_once(n
     await notify.publish([event])
     await eventually(lambda: statuses_are(db, [key], {"retrying": 1}), what="the first attempt failed")
     sink.failing_paths.discard("/robot/sifa")
+    await notify.tick(notify.clock.now)  # the morning's daily digests go now, so that only the retry is left
     await notify.stop()
 
     due = notify.clock.advance(minutes=5)

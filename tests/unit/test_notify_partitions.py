@@ -118,8 +118,13 @@ class RecordingTimers(Timers):
         super().__init__(None, SAMPLE, None)
         self.subscription = subscription
         self.ticked: list[tuple[int, bool]] = []
+        self.read: list[tuple[int, bool]] = []
 
-    async def _tick(self, partition: int, now: datetime) -> int:
+    async def _entries_due(self, partition: int, now: datetime) -> list[str]:
+        self.read.append((partition, self.subscription.in_flight.locked()))
+        return []
+
+    async def _tick(self, partition: int, now: datetime, entries: list[str]) -> int:
         self.ticked.append((partition, self.subscription.in_flight.locked()))
         if partition == 1:  # the group takes partition 4 away while partition 1 is ticked
             self.subscription.assigned.discard(4)
@@ -131,3 +136,4 @@ async def test_a_tick_works_only_for_the_partitions_owned_each_under_the_in_flig
     timers = RecordingTimers(subscription)
     assert await timers.tick(T0) == 1
     assert timers.ticked == [(1, True)], "partition 4, revoked meanwhile, is left to its new owner"
+    assert (1, False) in timers.read, "the buckets are read without holding up the partition's batches"
