@@ -116,8 +116,11 @@ class TriageHandler:
                 if stored and not stored.is_open:
                     done_at = stored.ticket.closed_at or stored.ticket.resolved_at
                     if stored.holds(event.event_id):
-                        plan.republish_grouped.add(stored.ticket.ticket_id)  # a recurrence, redelivered
+                        # A recurrence, redelivered: its reopen command again (applied once, by its id), in case
+                        # the crash came before it was published.
+                        plan.republish_grouped.add(stored.ticket.ticket_id)
                         plan.correlation.setdefault(stored.ticket.ticket_id, event.correlation_id)
+                        plan.reopens.append(self._reopen(item, stored.ticket.ticket_id))
                         outcome.duplicates += 1
                         continue
                     if done_at and done_at >= event.recorded_at - recurrence_window:
@@ -147,12 +150,14 @@ class TriageHandler:
         for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):
             if ticket_id in snapshots and snapshots[ticket_id].ticket.version == 1:
                 lifecycle.append(self._created(snapshots[ticket_id].ticket, plan.correlation[ticket_id]))
-        for ticket_id in sorted(set(plan.joined) | plan.republish_grouped):
-            if ticket_id in snapshots:
-                lifecycle.append(self._grouped(snapshots[ticket_id], plan.joined.get(ticket_id, 0),
-                                               plan.correlation[ticket_id]))
+        # Joins are announced while some are unannounced: a redelivery finding its joins applied announces them if
+        # the crash came before, and says nothing if they were announced already.
+        grouped = [snapshots[ticket_id] for ticket_id in sorted(set(plan.joined) | plan.republish_grouped)
+                   if ticket_id in snapshots and snapshots[ticket_id].unannounced]
+        lifecycle.extend(self._grouped(stored, plan.correlation[stored.ticket.ticket_id]) for stored in grouped)
         await self._publisher.publish(TICKETS, lifecycle)
         await self._publisher.publish(COMMANDS, plan.reopens)
+        await self.store.announced(stored.ticket.ticket_id for stored in grouped)
 
         for ticket in stored_new:
             if ticket.ticket_id not in existing:
@@ -243,8 +248,12 @@ class TriageHandler:
         plan.correlation.setdefault(ticket_id, item.event.correlation_id)
         plan.repeats.append((ticket_id, self._repeat(item)))
         plan.joined[ticket_id] += 1
+        plan.reopens.append(self._reopen(item, ticket_id))
+
+    @staticmethod
+    def _reopen(item: Consumed, ticket_id: str) -> TicketCommand:
         data = item.event.data
-        plan.reopens.append(TicketCommand(
+        return TicketCommand(
             event_id=derived_event_id(item.event.event_id, "recurrence"),
             source="civicbus.triage",
             correlation_id=item.event.correlation_id,
@@ -252,7 +261,7 @@ class TriageHandler:
             action=Action.reopen,
             actor=Actor(name="civicbus.triage", role="system"),
             note=f"问题反弹：办结后再次收到同一地点同类投诉（{getattr(data, 'external_id', '') or item.event.event_id}）",
-        ))
+        )
 
     @staticmethod
     def _repeat(item: Consumed) -> Repeat:
@@ -286,10 +295,10 @@ class TriageHandler:
         )
 
     @staticmethod
-    def _grouped(stored: StoredTicket, joined: int, correlation_id: str) -> TicketEvent:
-        """The announcement of the ticket's latest join. Read again after a crash (``joined`` 0: this batch found
-        its joins applied), it is the same event — same id, same count — whether or not it was published then."""
-        joined = joined or stored.last_joined
+    def _grouped(stored: StoredTicket, correlation_id: str) -> TicketEvent:
+        """The announcement of every join since the last one announced. Read again after a crash, it is the same
+        event — same id, same count — whether or not it was published then; with new joins, it counts those too."""
+        joined = stored.unannounced
         ticket = stored.ticket
         # The id names the state reached (offsets, repeats), so republishing the same state is recognised.
         state = ",".join(f"{partition}:{offset}" for partition, offset in sorted(stored.group_offsets.items()))

@@ -4,8 +4,9 @@
 Every access is by ``_id`` (see civicbus.mongo). Writes are safe without transactions because each group and each
 ticket has one writer: everything that touches them travels on ``civic.commands`` keyed by the shard of their
 problem, so one triage consumer owns them. The update that joins alarms to a ticket also records the partition's
-offset it reached (``group_offsets``) and how many it added (``last_joined``) in the same document, so a batch read
-again after a crash skips what it already joined and announces that join as it would have the first time.
+offset it reached (``group_offsets``) and adds to the count of joins not announced yet (``unannounced``) in the same
+document, so a batch read again after a crash skips what it already joined, and the next announcement
+(``ticket.grouped``) counts every join since the last one announced — whatever the batches look like the second time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .groups import alarm_group, repeat_group
 
 TICKETS_COLLECTION = "tickets"
 GROUPS_COLLECTION = "ticket_groups"
-INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands", "last_joined")
+INTERNAL_FIELDS = ("_id", "group_offsets", "repeat_event_ids", "recent_event_ids", "applied_commands", "unannounced")
 RECENT_ALARM_IDS = 1000
 """How many of the latest alarm ids an alarm ticket remembers: the same alarm sent again by its platform (a retry
 with the same id, at a new offset) within that many repeats is recognised. Older repeats are only counted."""
@@ -38,7 +39,7 @@ class StoredTicket:
     repeat_event_ids: set[str] = field(default_factory=set)
     recent_event_ids: list[str] = field(default_factory=list)
     applied_commands: set[str] = field(default_factory=set)
-    last_joined: int = 0  # how many events the latest join added: what its announcement (ticket.grouped) says
+    unannounced: int = 0  # events joined since the last announcement (ticket.grouped) was published
 
     def holds(self, event_id: str) -> bool:
         """Whether this event made or already joined the ticket."""
@@ -71,7 +72,7 @@ def _stored(document: dict[str, Any]) -> StoredTicket:
         set(document.get("repeat_event_ids", [])),
         list(document.get("recent_event_ids", [])),
         set(document.get("applied_commands", [])),
-        int(document.get("last_joined", 0)),
+        int(document.get("unannounced", 0)),
     )
 
 
@@ -145,14 +146,14 @@ class TicketStore:
                 UpdateOne(
                     {"_id": join.ticket_id},
                     {
-                        "$inc": {"event_count": join.count},
+                        "$inc": {"event_count": join.count, "unannounced": join.count},
                         "$max": {
                             "last_event_at": join.last_at,
                             **{f"group_offsets.{partition}": offset for partition, offset in join.offsets.items()},
                         },
                         # Computed by the ticket's one writer from what it read ($push's $slice is ignored by
                         # FerretDB v1).
-                        "$set": {"recent_event_ids": join.recent[-RECENT_ALARM_IDS:], "last_joined": join.count},
+                        "$set": {"recent_event_ids": join.recent[-RECENT_ALARM_IDS:]},
                     },
                 )
                 for join in joins
@@ -161,22 +162,24 @@ class TicketStore:
 
     async def join_repeats(self, repeats: Sequence[tuple[str, Repeat]]) -> None:
         """Link complaints to open tickets as 重复件 (the caller skipped those the ticket holds already)."""
-        joined: dict[str, int] = {}
-        for ticket_id, _ in repeats:
-            joined[ticket_id] = joined.get(ticket_id, 0) + 1
         await bulk_write(
             self._tickets,
             [
                 UpdateOne(
                     {"_id": ticket_id},
                     {
-                        "$inc": {"event_count": 1},
+                        "$inc": {"event_count": 1, "unannounced": 1},
                         "$max": {"last_event_at": repeat.at},
                         "$push": {"repeats": repeat.model_dump(mode="python")},
                         "$addToSet": {"repeat_event_ids": repeat.event_id},
-                        "$set": {"last_joined": joined[ticket_id]},
                     },
                 )
                 for ticket_id, repeat in repeats
             ],
         )
+
+    async def announced(self, ticket_ids: Iterable[str]) -> None:
+        """The tickets' joins were announced: the next announcement counts from here. A crash before this write
+        announces them again under the same event id (it names the state reached), which consumers skip."""
+        await bulk_write(self._tickets, [UpdateOne({"_id": ticket_id}, {"$set": {"unannounced": 0}})
+                                         for ticket_id in ticket_ids])
