@@ -150,7 +150,7 @@ async def _settle(client: httpx.AsyncClient, headers: dict[str, str], sink: Webh
 
 async def _close_one_loop(
     console: Console, client: httpx.AsyncClient, keys: dict[str, dict[str, str]], items: list[dict[str, Any]],
-    units: dict[str, str],
+    units: dict[str, str], zone: ZoneInfo,
 ) -> None:
     """The closed loop on one ticket: the unit signs for it (twice: the second is refused, with the reason) and
     resolves it, the dispatcher records the citizen's callback; then the ticket's timeline from reporting."""
@@ -173,14 +173,20 @@ async def _close_one_loop(
     console.print(table)
     await asyncio.sleep(1.5)
     view = (await client.get(_url("reporting", f"/v1/tickets/{ticket_id}"), headers=keys["admin"])).json()
-    timeline = Table("时间 (UTC)", "流转", "操作人", "说明", title="流转记录 Timeline (reporting)")
-    for entry in sorted(view.get("timeline", []), key=lambda entry: entry["at"]):
-        timeline.add_row(entry["at"][11:19], entry["kind"].removeprefix("ticket."), entry["actor"], entry["note"][:40])
-    console.print(timeline)
+    console.print(_timeline_table(view.get("timeline", []), zone))
 
 
-def _local(moment: str, zone: ZoneInfo) -> str:
-    return datetime.fromisoformat(moment).astimezone(zone).strftime("%m-%d %H:%M")
+def _local(moment: str, zone: ZoneInfo, shape: str = "%m-%d %H:%M") -> str:
+    """An instant of the API (ISO 8601, UTC) as people read it: the district's wall-clock time."""
+    return datetime.fromisoformat(moment).astimezone(zone).strftime(shape)
+
+
+def _timeline_table(timeline: list[dict[str, Any]], zone: ZoneInfo) -> Table:
+    table = Table("时间", "流转", "操作人", "说明", title=f"流转记录 Timeline (reporting; {zone.key})")
+    for entry in sorted(timeline, key=lambda entry: entry["at"]):
+        table.add_row(_local(entry["at"], zone, "%H:%M:%S"), entry["kind"].removeprefix("ticket."), entry["actor"],
+                      entry["note"][:40])
+    return table
 
 
 def _tickets_table(items: list[dict[str, Any]], units: dict[str, str], zone: ZoneInfo) -> Table:
@@ -200,6 +206,7 @@ async def run_demo(console: Console, keep_running: bool) -> int:
     from civicbus.district import load_district
 
     district = load_district(ServiceSettings().config_dir)
+    zone = ZoneInfo(district.timezone)
     units = {unit.id: unit.name for unit in district.units.values()}
     keys = await _prepare()
     headers = keys["admin"]
@@ -212,7 +219,7 @@ async def run_demo(console: Console, keep_running: bool) -> int:
             sent = await _play(client, headers)
             console.print(f"[green]✓[/] 已受理事件 {sent} 条 (events accepted by intake, acknowledged by Kafka)")
             listing = await _settle(client, headers, sink, sent)
-            console.print(_tickets_table(listing["items"], units, ZoneInfo(district.timezone)))
+            console.print(_tickets_table(listing["items"], units, zone))
 
             messages = Table("接收方", "收到消息", title="通知 Webhook messages received")
             by_path: dict[str, int] = {}
@@ -225,7 +232,7 @@ async def run_demo(console: Console, keep_running: bool) -> int:
                 console.rule("消息示例 (a message as the unit's robot received it)")
                 console.print(mask_personal_data(sink.received[0].body["text"]), markup=False, highlight=False)
 
-            await _close_one_loop(console, client, keys, listing["items"], units)
+            await _close_one_loop(console, client, keys, listing["items"], units, zone)
 
             ranked = (await client.get(_url("reporting", "/v1/rankings/unit"), params={"period": "day"},
                                        headers=headers)).json()
@@ -236,6 +243,11 @@ async def run_demo(console: Console, keep_running: bool) -> int:
                 figures.add_row(str(item["rank"]), item["name"], f"{item['value']:.0%}",
                                 *(str(item["counts"][name]) for name in columns))
             console.print(figures)
+            # 响应率 divides by what fell due (应签收): a unit whose tickets are all within their time has none yet.
+            waiting = sorted({units.get(item["lead_unit"], item["lead_unit"]) for item in listing["items"]
+                              if item["lead_unit"]} - {item["name"] for item in ranked["items"]})
+            if waiting:
+                console.print(f"尚无应签收工单（均在签收时限内），不参与排名：{'、'.join(waiting)}")
             summary = (await client.get(_url("reporting", "/v1/summary"), params={"period": "day"},
                                         headers=headers)).json()
             total = summary["counts"]

@@ -3,10 +3,14 @@
 One template per kind of message: a new ticket (新工单), one to dispatch by hand (待人工派单), returned (退单改派),
 reopened (工单反弹), other transitions (工单动态), a reminder before a deadline (到期提醒), the missed deadline
 (工单超期), an escalation step (超期升级) and a digest of several messages (消息汇总).
+
+Every time in a message is the district's (``local_time``), never UTC — including an instant another service wrote
+into a note (e.g. 同意延期至 2026-11-27T09:30:00+00:00, as triage notes a granted extension).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +26,8 @@ from civicbus.logs import mask_personal_data
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
 DIGEST_LINES = 50
+# An ISO 8601 instant with its offset (or Z), as events carry them; a time without one says no instant to convert.
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})")
 DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
 TITLES = {
     EventKind.ticket_routed: "新工单",
@@ -73,6 +79,10 @@ class MessageRenderer:
     def local_time(self, moment: Any) -> str:
         return moment.astimezone(self._zone).strftime("%m月%d日 %H:%M") if isinstance(moment, datetime) else "—"
 
+    def local_times_in(self, text: str) -> str:
+        """``text`` with each instant written in it shown as the district's time."""
+        return INSTANT.sub(lambda found: self.local_time(datetime.fromisoformat(found.group())), text)
+
     def unit_name(self, unit_id: str) -> str:
         unit = self._district.units.get(unit_id)
         return unit.name if unit else unit_id
@@ -89,7 +99,7 @@ class MessageRenderer:
         text = self._env.get_template(template_for(kind, role)).render(
             district=self._district.name,
             headline=headline,
-            note=note,
+            note=self.local_times_in(note),
             ticket=ticket,
             role=role,
             severity=SEVERITY_NAMES[ticket.severity],

@@ -22,6 +22,7 @@ from civicbus.district import UnitKind
 from civicbus.logs import mask_personal_data
 from civicbus.topics import TICKETS
 
+from .figures import FigureBook
 from .report import Granularity, Period, PeriodKind, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
@@ -99,33 +100,36 @@ def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 _PERIOD = {"kind": "week", "since": "2026-11-23", "until": "2026-11-29", "label": "2026年第48周"}
 _PREVIOUS = {"kind": "week", "since": "2026-11-16", "until": "2026-11-22", "label": "2026年第47周"}
-_COUNTS = {"created": 12, "routed": 11, "kept": 10, "returned": 1, "acknowledged_in_time": 9, "resolved": 8,
-           "resolved_in_time": 7, "callbacks": 6, "callback_rated": 6, "satisfied": 4, "basically_satisfied": 1,
-           "dissatisfied": 1, "closed": 5, "reopened": 1, "overdue_resolve": 1}
-_FIGURES = {"response_rate": 0.9, "closure_rate": 0.8, "on_time_closure_rate": 0.875, "resolution_rate": 0.8333,
-            "satisfaction_rate": 0.8, "overdue_rate": 0.1, "return_rate": 0.0909, "recurrence_rate": 0.2,
+_COUNTS = {"created": 12, "routed": 11, "returned": 1, "acknowledged_in_time": 9, "overdue_sign_for": 1,
+           "due_sign_for": 10, "resolved": 8, "resolved_in_time": 7, "overdue_resolve": 1, "resolved_late": 1,
+           "due_resolve": 8, "resolved_of_due": 8, "callbacks": 6, "callback_rated": 6, "satisfied": 4,
+           "basically_satisfied": 1, "dissatisfied": 1, "closed": 5, "reopened": 1}
+_FIGURES = {"response_rate": 0.9, "closure_rate": 1.0, "on_time_closure_rate": 0.875, "resolution_rate": 0.8333,
+            "satisfaction_rate": 0.8, "overdue_rate": 0.125, "return_rate": 0.0909, "recurrence_rate": 0.2,
             "median_handling_hours": 6.5, "p90_handling_hours": 20.1}
+_RESPONSE_RATE = FigureBook().describe("response_rate")
 
 
 @router.get("/summary", summary="Figures of a period, with the previous period (考核指标汇总)", responses=_example({
     "period": _PERIOD, "previous": _PREVIOUS, "filters": {"unit": "", "area": "", "category": "", "source": ""},
     "counts": _COUNTS, "previous_counts": {"routed": 9}, "handled": 8,
-    "figures": [{"code": "response_rate", "name": "响应率", "name_en": "response rate", "unit": "rate",
-                 "higher_is_better": True, "value": 0.9, "previous": 0.8889, "change": 0.0111}],
+    "figures": [{**_RESPONSE_RATE, "value": 0.9, "previous": 0.8889, "change": 0.0111}],
 }))
 async def summary(request: Request, period: PeriodParam, where: FilterParam) -> dict[str, Any]:
     """The eight rates — 响应率 response_rate, 办结率 closure_rate, 按期办结率 on_time_closure_rate, 解决率
     resolution_rate, 满意率 satisfaction_rate (weights in reporting.yaml), 超期率 overdue_rate, 退单率 return_rate,
     反弹率 recurrence_rate — and the median and p90 handling time in working hours (办理用时), each defined once in
-    ``services/reporting/figures.py``. ``value`` is null when there is nothing to divide by."""
+    ``services/reporting/figures.py`` and described with its 口径 in Chinese (``definition``, ``numerator``,
+    ``denominator``). 响应率, 办结率, 按期办结率 and 超期率 divide by what fell due in the period (应签收, 应办结):
+    a ticket still within its time limit counts against no one. ``value`` is null when there is nothing to divide
+    by."""
     return await _reports(request).summary(period, where)
 
 
 @router.get("/rankings/{scope}", summary="Peers ranked by one figure (排名)", responses=_example({
     "period": _PERIOD, "filters": {"unit": "", "area": "", "category": "", "source": ""}, "scope": "area",
     "kind": "village", "rank_by": "response_rate",
-    "figure": {"code": "response_rate", "name": "响应率", "name_en": "response rate", "unit": "rate",
-               "higher_is_better": True},
+    "figure": _RESPONSE_RATE,
     "items": [{"rank": 1, "key": "xixi", "name": "西溪村", "value": 1.0, "figures": _FIGURES, "counts": _COUNTS}],
 }))
 async def rankings(

@@ -38,7 +38,7 @@ async def dashboard(
     itself; the API key is typed in or handed over as the URL fragment ``#key=…`` (never sent to the server)."""
     district = request.app.state.runtime.district
     page = TEMPLATES.get_template("dashboard.html").render(
-        district=district.name, refresh_seconds=refresh, static_url="/dashboard/static")
+        district=district.name, timezone=district.timezone, refresh_seconds=refresh, static_url="/dashboard/static")
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 

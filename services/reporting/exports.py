@@ -2,7 +2,8 @@
 HTML page, and the quarterly assessment table (季度考核表) as xlsx.
 
 The builders are pure functions of the JSON bodies of the reporting contract (``Reports.summary``, ``rankings``,
-``trend``, ``overdue``, ``recurring``): what a leader reads in an export is exactly what the API answers.
+``trend``, ``overdue``, ``recurring``): what a leader reads in an export is exactly what the API answers, with each
+figure's 口径 (sheet 指标口径) as the API describes it. Times are shown in the district's time zone, never UTC.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jinja2
 from openpyxl import Workbook
@@ -70,13 +72,33 @@ class WeeklyReport:
     recurring: Mapping[str, Any]  # /v1/recurring
     rankings: Sequence[Mapping[str, Any]]  # /v1/rankings/unit, one per peer group (kind)
     generated_at: datetime
+    timezone: str  # the district's (Asia/Shanghai): every time shown is in it
 
     @property
     def title(self) -> str:
         return f"{self.district}每周一会商报告（{self.summary['period']['label']}）"
 
+    @property
+    def generated_text(self) -> str:
+        return local_time(self.generated_at, self.timezone)
+
 
 # --------------------------------------------------------------------------- what both formats show
+
+
+def local_time(moment: datetime | str | None, timezone: str) -> str:
+    """An instant (aware, or ISO 8601 with its offset as the API writes it) as people read it: the district's
+    wall-clock time, 2026-11-25 17:30; ``—`` for none."""
+    if moment is None or moment == "":
+        return "—"
+    instant = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return instant.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def definition_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """Each figure's 口径 as the API describes it: name, numerator, denominator, definition."""
+    return [[figure["name"], figure.get("numerator") or "—", figure.get("denominator") or "—",
+             figure.get("definition", "")] for figure in summary.get("figures", [])]
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -196,6 +218,20 @@ def _period_text(period: Mapping[str, Any]) -> str:
     return f"{period['label']}（{period['since']} 至 {period['until']}）"
 
 
+def _definitions_sheet(workbook: Workbook, summary: Mapping[str, Any], subtitle: str) -> None:
+    """Sheet 指标口径: how each figure is counted, so a table forwarded on its own still says what it means."""
+    sheet = workbook.create_sheet("指标口径")
+    names = ["指标", "分子", "分母", "口径说明"]
+    row = _title(sheet, "指标口径", subtitle, len(names))
+    _header(sheet, row, names)
+    for values in definition_rows(summary):
+        row += 1
+        _row(sheet, row, values)
+        for column in range(1, len(names) + 1):
+            sheet.cell(row, column).alignment = Alignment(vertical="top", wrap_text=True)
+    _widths(sheet, [14, 22, 18, 90])
+
+
 # --------------------------------------------------------------------------- the weekly consultation report
 
 
@@ -204,7 +240,7 @@ def weekly_workbook(report: WeeklyReport) -> bytes:
     best and worst units of each peer group."""
     summary = report.summary
     subtitle = (f"统计周期：{_period_text(summary['period'])}；对比：{_period_text(summary['previous'])}；"
-                f"生成时间：{report.generated_at:%Y-%m-%d %H:%M}")
+                f"生成时间：{report.generated_text}")
     workbook = Workbook()
 
     sheet = workbook.active
@@ -250,7 +286,8 @@ def weekly_workbook(report: WeeklyReport) -> bytes:
     for position, item in enumerate(report.overdue.get("items", []), start=1):
         row += 1
         _row(sheet, row, [position, item["number"], item["title"], item["category_name"], item["lead_unit_name"],
-                          item["area_name"], item["state_name"], item["resolve_due"], item["overdue_hours"]],
+                          item["area_name"], item["state_name"], local_time(item["resolve_due"], report.timezone),
+                          item["overdue_hours"]],
              [None] * 8 + [HOURS_FORMAT])
     _widths(sheet, [6, 22, 36, 20, 16, 12, 10, 20, 12])
 
@@ -279,6 +316,7 @@ def weekly_workbook(report: WeeklyReport) -> bytes:
                                   item["value"]], [None] * 5 + [_figure_format(figure["unit"])])
                 sheet.cell(row, 2).font = Font(color=GOOD if board == "红榜" else BAD, bold=True)
     _widths(sheet, [12, 8, 8, 20, 14, 12])
+    _definitions_sheet(workbook, summary, subtitle)
     return _saved(workbook)
 
 
@@ -305,7 +343,9 @@ def weekly_html(report: WeeklyReport) -> str:
         report=report, period=summary["period"], previous=summary["previous"], figures=figures,
         counts=counts_rows(summary), trend=report.trend.get("points", []),
         count_names=COUNT_NAMES, overdue=report.overdue, recurring=report.recurring.get("items", []),
-        boards=boards,
+        boards=boards, definitions=definition_rows(summary),
+        overdue_items=[{**item, "due_text": local_time(item["resolve_due"], report.timezone)}
+                       for item in report.overdue.get("items", [])],
     )
 
 
@@ -313,12 +353,13 @@ def weekly_html(report: WeeklyReport) -> str:
 
 
 def quarterly_workbook(district: str, summary: Mapping[str, Any], rankings: Sequence[Mapping[str, Any]],
-                       generated_at: datetime) -> bytes:
+                       generated_at: datetime, timezone: str) -> bytes:
     """季度考核表: one sheet per peer group, a row per unit with each figure and its rank among peers (ties share a
-    rank), ordered as the contract's ranking orders them; then the district's figures."""
+    rank), ordered as the contract's ranking orders them; then the district's figures and their 口径."""
     figures = summary["figures"]
     period = summary["period"]
-    subtitle = f"考核周期：{_period_text(period)}；生成时间：{generated_at:%Y-%m-%d %H:%M}；同类单位之间排名，并列同名次"
+    subtitle = (f"考核周期：{_period_text(period)}；生成时间：{local_time(generated_at, timezone)}；"
+                "同类单位之间排名，并列同名次")
     workbook = Workbook()
     workbook.remove(workbook.active)
     for ranking in rankings:
@@ -355,4 +396,5 @@ def quarterly_workbook(district: str, summary: Mapping[str, Any], rankings: Sequ
         _row(sheet, row, [figure["name"], figure["value"], figure["previous"], figure["change"]],
              [None, _figure_format(unit), _figure_format(unit), _change_format(unit)])
     _widths(sheet, [18, 12, 12, 14])
+    _definitions_sheet(workbook, summary, subtitle)
     return _saved(workbook)

@@ -64,6 +64,7 @@ async def _weekly_of(reports: Reports, period: Period, where: ReportFilter, rank
         recurring=await reports.recurring(period, where),
         rankings=await _peer_rankings(reports, period, where, rank_by),
         generated_at=datetime.now(reports.zone),
+        timezone=reports.district.timezone,
     )
 
 
@@ -72,7 +73,7 @@ async def _weekly_of(reports: Reports, period: Period, where: ReportFilter, rank
 async def weekly_xlsx(request: Request, _: LeaderReader, where: FilterParam, at: AtParam = None,
                       rank_by: RankByParam = "response_rate") -> Response:
     """Sheets 关键指标 (figures and counts against last week), 周趋势 (eight weeks), 超期工单, 重复反弹, 红黑榜 (the
-    best and worst three of each kind of unit by ``rank_by``)."""
+    best and worst three of each kind of unit by ``rank_by``) and 指标口径 (how each figure is counted)."""
     report = await _weekly(request, at, where, rank_by)
     since = report.summary["period"]["since"]
     return Response(weekly_workbook(report), media_type=XLSX_MEDIA_TYPE, headers={
@@ -91,12 +92,13 @@ async def weekly_page(request: Request, _: LeaderReader, where: FilterParam, at:
 async def quarterly_xlsx(request: Request, _: LeaderReader, where: FilterParam, at: AtParam = None,
                          rank_by: RankByParam = "response_rate") -> Response:
     """A sheet per kind of unit: every unit with each figure and its rank among its peers; then the district's
-    figures against the previous quarter."""
+    figures against the previous quarter, and 指标口径 (how each figure is counted)."""
     reports: Reports = request.app.state.reports
     period = reports.period("quarter", at)
     summary = await reports.summary(period, where)
     rankings = await _peer_rankings(reports, period, where, rank_by)
-    workbook = quarterly_workbook(reports.district.name, summary, rankings, datetime.now(reports.zone))
+    workbook = quarterly_workbook(reports.district.name, summary, rankings, datetime.now(reports.zone),
+                                  reports.district.timezone)
     label = summary["period"]["label"]
     return Response(workbook, media_type=XLSX_MEDIA_TYPE, headers={
         "Content-Disposition": content_disposition(f"{reports.district.name}{label}考核表.xlsx",

@@ -5,8 +5,9 @@
 - ``report_counters``: a cube of counts per day × unit credited × area × category × source, holding counts as sets
   of event tokens; each cell is split in shares, one per writer (see :func:`counter_id`), summed when read.
 - ``ticket_facts``: small per-ticket documents: when it was first routed and last resolved (handling times in
-  working hours), and for tickets with an amount (涉及金额, e.g. 欠薪) the amounts involved and recovered (written
-  by the tickets consumer).
+  working hours), the days its resolve limits were counted missed (a late resolution is credited to that day, see
+  figures.py), and for tickets with an amount (涉及金额, e.g. 欠薪) the amounts involved and recovered (written by
+  the tickets consumer).
 
 Every document has one writer: the consumer that owns the Kafka partition its events come from. FerretDB v1
 applies an update by reading, changing and writing back the document, so two writers of one document — two
@@ -22,7 +23,7 @@ no figure is counted twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -89,17 +90,28 @@ SATISFACTION_COUNTS = {
 }
 
 
-def ticket_increments(event: TicketEvent, day: str, writer: str) -> list[Increment]:
+def ticket_increments(event: TicketEvent, day_of: Callable[[datetime], str], writer: str,
+                      missed_on: str | None = None) -> list[Increment]:
     """What one lifecycle event adds to the counters (names are the inputs of the figures, see figures.py),
-    credited to the unit it concerns: the lead unit, the returning unit, an assisting unit; in ``writer``'s shares."""
+    credited to the unit it concerns: the lead unit, the returning unit, an assisting unit; in ``writer``'s shares.
+
+    ``day_of`` gives the district's day of a moment. Counts go to the day of the event, except a missed time limit,
+    which falls due on its deadline's day (应签收/应办结 of that day): the ``ticket.overdue`` event's, or a late sign-for
+    or resolution the overdue sweep had not marked yet. A late resolution of a limit marked missed is credited to
+    the day it was counted missed, ``missed_on`` (see :meth:`Projections.apply_ticket_events`)."""
     ticket, token, kind = event.ticket, event.event_id, event.kind
     lead = ticket.lead_unit
+    event_day = day_of(event.occurred_at)
 
-    def count(unit: str, **amounts: int) -> Increment:
+    def count(unit: str, day: str = event_day, **amounts: int) -> Increment:
         return _increment(day, ticket, unit, writer, token, **amounts)
 
     def lead_counts(**amounts: int) -> list[Increment]:
         return [count(lead, **amounts)]
+
+    def deadline_day(deadline: str) -> str:
+        due = ticket.due(deadline)
+        return day_of(due) if due is not None else event_day
 
     if kind is EventKind.ticket_routed:
         return [
@@ -117,9 +129,18 @@ def ticket_increments(event: TicketEvent, day: str, writer: str) -> list[Increme
             increments.extend(lead_counts(routed=1))
         return increments
     if kind is EventKind.ticket_acknowledged:
-        return lead_counts(acknowledged=1, acknowledged_in_time=_in_time(ticket.acknowledged_at, ticket.sign_for_due))
+        if "sign_for" in ticket.overdue:  # counted missed when it was marked
+            return lead_counts(acknowledged=1)
+        if _in_time(ticket.acknowledged_at, ticket.sign_for_due):
+            return lead_counts(acknowledged=1, acknowledged_in_time=1)
+        return [count(lead, acknowledged=1), count(lead, deadline_day("sign_for"), overdue_sign_for=1)]
     if kind is EventKind.ticket_resolved:
-        return lead_counts(resolved=1, resolved_in_time=_in_time(ticket.resolved_at, ticket.resolve_due))
+        if "resolve" in ticket.overdue:
+            return [count(lead, resolved=1), count(lead, missed_on or deadline_day("resolve"), resolved_late=1)]
+        if _in_time(ticket.resolved_at, ticket.resolve_due):
+            return lead_counts(resolved=1, resolved_in_time=1)
+        return [count(lead, resolved=1),
+                count(lead, deadline_day("resolve"), overdue_resolve=1, resolved_late=1)]
     if kind is EventKind.ticket_callback_recorded and ticket.callback is not None:
         callback = ticket.callback
         verdict = {SATISFACTION_COUNTS[callback.satisfaction]: 1} if callback.satisfaction is not None else {}
@@ -131,8 +152,26 @@ def ticket_increments(event: TicketEvent, day: str, writer: str) -> list[Increme
     if kind is EventKind.ticket_supervised:
         return lead_counts(supervised=1)
     if kind is EventKind.ticket_overdue:
-        return lead_counts(**{f"overdue_{event.deadline or 'resolve'}": 1})
+        deadline = event.deadline or "resolve"
+        return [count(lead, deadline_day(deadline), **{f"overdue_{deadline}": 1})]
     return []  # notes, extension requests and decisions, refusals: on the timeline, not in the figures
+
+
+def missed_resolve_mark(event: TicketEvent, day_of: Callable[[datetime], str]) -> dict[str, Any] | None:
+    """For a ``ticket.overdue`` event of the resolve limit: the ticket's version and the day it was counted missed,
+    which a later resolution is credited to. Kept in the ticket's facts, because an extension granted after the
+    limit passed moves ``resolve_due`` and the resolution's snapshot no longer tells that day."""
+    if event.kind is not EventKind.ticket_overdue or (event.deadline or "resolve") != "resolve":
+        return None
+    due = event.ticket.resolve_due
+    return {"version": event.ticket.version, "day": day_of(due if due is not None else event.occurred_at)}
+
+
+def missed_on(marks: Sequence[Mapping[str, Any]], event: TicketEvent) -> str | None:
+    """The day a resolution's limit was counted missed: the latest mark before the resolution (by version, so a
+    replayed resolution finds the same one whatever was marked after it)."""
+    earlier = [mark for mark in marks if mark["version"] < event.ticket.version]
+    return max(earlier, key=lambda mark: mark["version"])["day"] if earlier else None
 
 
 def notification_increments(result: NotificationResult, day: str, writer: str) -> list[Increment]:
@@ -140,12 +179,15 @@ def notification_increments(result: NotificationResult, day: str, writer: str) -
     return [_increment(day, None, result.recipient, writer, result.event_id, **{outcome: 1})]
 
 
-def facts_update(event: TicketEvent) -> dict[str, Any] | None:
+def facts_update(event: TicketEvent, mark: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The ticket's facts: handling time (办理用时) from first routed ($min) to last resolved ($max), with the unit
-    that resolved it; and, for a ticket with an amount, its amounts as the event's snapshot has them. Idempotent
-    operators; a redelivery replays a suffix of the partition in order, so the last ``$set`` is the newest."""
+    that resolved it; the days its resolve limits were counted missed (``mark``, see :func:`missed_resolve_mark`);
+    and, for a ticket with an amount, its amounts as the event's snapshot has them. Idempotent operators; a
+    redelivery replays a suffix of the partition in order, so the last ``$set`` is the newest."""
     ticket = event.ticket
     update: dict[str, dict[str, Any]] = {}
+    if mark is not None:
+        update["$addToSet"] = {"resolve_missed": mark}
     if event.kind in (EventKind.ticket_routed, EventKind.ticket_returned, EventKind.ticket_reassigned) \
             and ticket.lead_unit and ticket.state is TicketState.routed:
         update["$min"] = {"routed_at": event.occurred_at}
@@ -207,6 +249,12 @@ class Projections:
                 await find_by_ids(self._views, {item.event.ticket.ticket_id for item in batch}, {"version": 1})
             ).items()
         }
+        # The days resolve limits were counted missed, for resolutions after them: the facts', and this batch's.
+        late = {item.event.ticket.ticket_id for item in batch if item.event.kind is EventKind.ticket_resolved
+                and "resolve" in item.event.ticket.overdue}
+        marks: dict[str, list[dict[str, Any]]] = defaultdict(list, {
+            ticket_id: list(fact.get("resolve_missed", []))
+            for ticket_id, fact in (await find_by_ids(self._facts, late, {"resolve_missed": 1})).items()})
         for item in batch:
             event: TicketEvent = item.event
             ticket = event.ticket
@@ -238,9 +286,12 @@ class Projections:
                     update["$set"] = {**fields, "updated_at": event.occurred_at}
                     update["$max"] = _counts(ticket)
             updates[ticket.ticket_id].append(update)
-            increments.extend(ticket_increments(event, self.day(event.occurred_at),
-                                                ticket_writer(item.record.partition)))
-            if (fact := facts_update(event)) is not None:
+            mark = missed_resolve_mark(event, self.day)
+            if mark is not None:
+                marks[ticket.ticket_id].append(mark)
+            increments.extend(ticket_increments(event, self.day, ticket_writer(item.record.partition),
+                                                missed_on(marks[ticket.ticket_id], event)))
+            if (fact := facts_update(event, mark)) is not None:
                 facts[ticket.ticket_id].append(fact)
         applied = await self._apply_rounds(self._views, updates)
         await apply_increments(self._counters, increments)

@@ -8,9 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from civicbus.auth import Role, create_key
 from civicbus.events import TicketEvent
+from services.triage.learned_cli import classifier_app
 from services.triage.overdue import OverdueSweeper
 from services.triage.store import TicketStore
 
@@ -183,7 +185,7 @@ async def test_commands_are_documented_with_their_reason_codes(services):
         assert f"`{code}` | {chinese} | {english}" in operation["description"]
 
 
-async def test_every_refusal_reaches_the_caller_through_the_real_pipeline(http, services, mongo, keys):
+async def test_every_refusal_reaches_the_caller_through_the_real_pipeline(http, services, mongo, keys, stack, tmp_path):
     past_due = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     late = await _new_ticket(http, services, mongo, "老板拖欠农民工工资", due_at=past_due)
     assert late["lead_unit"] == "laobao" and late["state"] == "routed"
@@ -215,6 +217,16 @@ async def test_every_refusal_reaches_the_caller_through_the_real_pipeline(http, 
     assert moved.status_code == 200 and moved.json()["state"] == "routed"
     stored = await mongo["tickets"].find_one({"_id": ticket_id})
     assert stored["lead_unit"] == "sifa" and stored["pending_extension"] is None
+    # 司法所 handles 纠纷警情 only: the move from 欠薪 is a labelled example for the classifier.
+    correction = await mongo["classifier_corrections"].find_one({"ticket_id": ticket_id})
+    assert correction is not None and correction["_id"] == moved.json()["command_id"]
+    assert (correction["text"], correction["label"], correction["original"], correction["kind"]) == (
+        "公司拖欠员工工资", "police.dispute", "labor.wage_arrears", "reassign")
+    exported = tmp_path / "corrections.csv"
+    env = {"CIVICBUS_MONGO_URL": stack.mongo_url, "CIVICBUS_MONGO_DB": stack.db_name}
+    result = await asyncio.to_thread(CliRunner().invoke, classifier_app, ["corrections", "-o", str(exported)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{ticket_id},公司拖欠员工工资,police.dispute,公共安全/纠纷警情" in exported.read_text(encoding="utf-8-sig")
     too_long = await _command(http, services, "SF" + "9" * 70, "sign-for", keys["laobao"])
     assert too_long.status_code == 422 and "ticket_id" in too_long.text, "a clear error, not a 500"
 
@@ -263,7 +275,9 @@ async def test_the_figures_follow_the_loop(http, services, mongo, keys):
     # The sample district counts 基本满意 as 0.8 (config/sample/reporting.yaml).
     satisfied = counts["satisfied"] + 0.8 * counts["basically_satisfied"]
     assert figures["satisfaction_rate"] == round(satisfied / counts["callback_rated"], 4)
-    assert figures["response_rate"] == round(counts["acknowledged_in_time"] / counts["kept"], 4)
+    # 响应率 divides by what fell due (应签收): signed in time, or past the sign-for limit.
+    assert counts["due_sign_for"] == counts["acknowledged_in_time"] + counts["overdue_sign_for"] >= 1
+    assert figures["response_rate"] == round(counts["acknowledged_in_time"] / counts["due_sign_for"], 4)
     assert all(item["key"] in {"scjg", "laobao", "sifa", "paichusuo", "xiaofang"} for item in body["items"]), \
         "kind=station ranks stations against stations"
     assert body["items"][0]["rank"] == 1 and body["rank_by"] == "response_rate"

@@ -11,22 +11,24 @@ the other tests' tickets in the same topics and database do not count.
 Week 42 of 2026 (Mon 12 Oct – Sun 18 Oct):
 
 - A1 西溪村 扬尘, lead 西溪村: routed Mon 09:00, one repeat (重复件) Mon 12:00, signed 10:00, resolved Tue 10:00.
-- A2 西溪村 扬尘, lead 西溪村: routed Tue 09:00, signed 10:00, resolve due Wed 17:30: overdue now.
-- A3 南塘村 秸秆焚烧, lead 南塘村: routed Wed 09:00, never signed; resolve due Fri 16 Oct 17:30: overdue now.
+- A2 西溪村 扬尘, lead 西溪村: routed Tue 09:00, signed 10:00, resolve due Wed 17:30: marked overdue, still open.
+- A3 南塘村 秸秆焚烧, lead 南塘村: routed Wed 09:00, never signed: its sign-for limit (Wed 17:30) and resolve limit
+  (Fri 16 Oct 17:30) marked missed; overdue now.
 - A4 南塘村 欠薪, lead 劳动保障所: routed Thu 09:00, signed 09:30, resolved 16:00.
 - A5 星河社区 噪声, lead 星河社区: routed Fri 09:00, signed 11:00, resolved 16:00.
 - P1 (week 41) 西溪村 扬尘, lead 西溪村: routed Fri 9 Oct 09:00, signed 09:30, resolved 15:00.
 - A6 永丰村 扬尘, routed Sat 17 Oct 09:00: published only once the page is showing, to see it refresh.
 
-So week 42: 5 created, 3 resolved, 4 of 5 signed in time (响应率 80 %, the week before 100 %); per village
-西溪村 2, 南塘村 2, 星河社区 1; per category 生态环保 4, 劳资纠纷 1; 2 overdue, A2 the longest.
+So week 42: 5 created, 3 resolved, 4 of the 5 due for sign-for signed in time (响应率 80 %, the week before 100 %);
+per village 西溪村 2, 南塘村 2, 星河社区 1; per category 生态环保 4, 劳资纠纷 1; 2 overdue, A2 the longest. The
+browser runs in London time: the page still shows the district's (Asia/Shanghai).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import unquote
@@ -81,7 +83,10 @@ def scenario() -> list[Story]:
             last_event_at=at(12, 12), repeats=[Repeat(event_id=f"{SOURCE}-r1", at=at(12, 12))])
     a1.resolved(at(13, 10))
     a2 = Story("A2", *DUST, "xixi", "xixi", at(13, 9), at(14, 17, 30)).signed(at(13, 10))
+    a2.step(EventKind.ticket_overdue, at(14, 17, 31), event={"deadline": "resolve"}, overdue=["resolve"])
     a3 = Story("A3", *STRAW, "nantang", "nantang", at(14, 9), at(16, 17, 30))
+    a3.step(EventKind.ticket_overdue, at(14, 17, 31), event={"deadline": "sign_for"}, overdue=["sign_for"])
+    a3.step(EventKind.ticket_overdue, at(16, 17, 31), event={"deadline": "resolve"}, overdue=["sign_for", "resolve"])
     a4 = Story("A4", *WAGES, "nantang", "laobao", at(15, 9), at(22, 17, 30)).signed(at(15, 9, 30)).resolved(at(15, 16))
     a5 = Story("A5", *NOISE, "xinghe", "xinghe", at(16, 9), at(23, 17, 30)).signed(at(16, 11)).resolved(at(16, 16))
     p1 = Story("P1", *DUST, "xixi", "xixi", at(9, 9), at(13, 17, 30)).signed(at(9, 9, 30)).resolved(at(9, 15))
@@ -133,6 +138,9 @@ async def test_weekly_exports_carry_the_scenario(published, reporting_url, api_k
         assert trend["2026年第42周"][3] == 5 and trend["2026年第41周"][3] == 1
         overdue = list(workbook["超期工单"].iter_rows(min_row=5, values_only=True))
         assert [row[2] for row in overdue] == ["西溪村扬尘（A2）", "南塘村秸秆焚烧（A3）"]
+        assert [row[7] for row in overdue] == ["2026-10-14 17:30", "2026-10-16 17:30"], "deadlines in local time"
+        definitions = {row[0]: row for row in workbook["指标口径"].iter_rows(min_row=5, values_only=True)}
+        assert definitions["响应率"][1:3] == ("按期签收数", "应签收数") and "应办结" in definitions["超期率"][3]
         assert workbook["超期工单"]["A1"].value == "超期未办结工单（共 2 件）"
         recurring = list(workbook["重复反弹"].iter_rows(min_row=5, values_only=True))
         assert [(row[2], row[5], row[6]) for row in recurring] == [("西溪村扬尘（A1）", 1, 0)]
@@ -145,6 +153,7 @@ async def test_weekly_exports_carry_the_scenario(published, reporting_url, api_k
         assert "<title>示范街道每周一会商报告（2026年第42周）</title>" in page.text
         assert '<td class="number">80.0%</td>' in page.text and "-20.0 个百分点" in page.text
         assert "西溪村扬尘（A2）" in page.text and "@media print" in page.text
+        assert '<td class="due">2026-10-14 17:30</td>' in page.text, "the deadline in local time"
 
 
 async def test_quarterly_assessment_ranks_the_units_of_the_scenario(published, reporting_url, api_key):
@@ -154,14 +163,14 @@ async def test_quarterly_assessment_ranks_the_units_of_the_scenario(published, r
     assert "filename*=UTF-8''" in response.headers["content-disposition"]
     assert unquote(response.headers["content-disposition"].split("''")[1]) == "示范街道2026年第4季度考核表.xlsx"
     workbook = load_workbook(BytesIO(response.content))
-    assert workbook.sheetnames == ["科室", "站所", "村", "社区", "全街道"]
+    assert workbook.sheetnames == ["科室", "站所", "村", "社区", "全街道", "指标口径"]
     villages = workbook["村"]
     assert villages["A1"].value == "示范街道2026年第4季度考核表（村）"
     header = next(villages.iter_rows(min_row=4, max_row=4, values_only=True))
     rows = {row[1]: row for row in villages.iter_rows(min_row=5, values_only=True)}
     assert set(rows) == {"西溪村", "南塘村"}
     response_rate = header.index("响应率")
-    # 西溪村: P1, A1, A2 created and signed in time, P1 and A1 resolved; 南塘村: A3 never signed.
+    # 西溪村: P1, A1, A2 created and signed in time, P1 and A1 resolved; 南塘村: A3 never signed (missed Wed).
     assert rows["西溪村"][:4] == (1, "西溪村", 3, 2)
     assert rows["西溪村"][response_rate:response_rate + 2] == (1.0, 1)
     assert rows["南塘村"][:4] == (2, "南塘村", 1, 0)
@@ -184,6 +193,7 @@ async def test_exports_are_for_those_who_may_compare_units(published, reporting_
     assert anonymous.status_code == 401
     assert unknown_figure.status_code == 422 and "未知指标" in unknown_figure.json()["detail"]
     assert page.status_code == 200 and "示范街道基层治理事件中心" in page.text  # the page holds no data
+    assert 'data-timezone="Asia/Shanghai"' in page.text, "the page shows times in the district's zone"
     assert echarts.status_code == 200 and "echarts" in echarts.text[:2000].lower()
     assert unknown.status_code == 404
 
@@ -199,7 +209,7 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         context = await browser.new_context(viewport={"width": 1600, "height": 1250}, locale="zh-CN",
-                                            timezone_id="Asia/Shanghai")
+                                            timezone_id="Europe/London")
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -231,6 +241,11 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
             assert await response.get_attribute("data-value") == "0.8"
             assert "80.0%" in await response.inner_text()
             assert "较上期↓20.0个百分点" in await response.inner_text()
+            assert "应签收" in await response.get_attribute("title"), "the 口径 as the figure's tooltip"
+            shown = await page.locator("#status").inner_text()
+            now = datetime.now(SHANGHAI)
+            assert any(f"数据更新于 {moment:%H:%M}" in shown for moment in (now, now - timedelta(minutes=1))), \
+                f"the district's time, not London's: {shown}"
 
             # Rankings (响应率): the three units that signed everything in time, then 南塘村 with none.
             ranking = await page.evaluate(CHART_ROWS, "rankings")

@@ -10,18 +10,21 @@ Week 45 of 2026 (Mon 2 Nov – Sun 8 Nov), office hours 08:30–17:30, no holida
 
 - T1 西溪村 扬尘, lead 西溪村: routed Mon 09:00, 2 repeats grouped Mon 12:00, signed Mon 10:00 (due Mon 17:30),
   resolved Tue 10:00 (due Wed 17:30; 10 working hours), callback Wed: resolved, 满意 → closed.
-- T2 南塘村 秸秆焚烧, lead 南塘村: routed Mon 14:00, signed Mon 17:00 (due 16:00: late), overdue Thu 17:31,
-  resolved Fri 11:00 (due Thu 17:30: late; 33 working hours), callback Fri: not resolved, 不满意 → rework.
+- T2 南塘村 秸秆焚烧, lead 南塘村: routed Mon 14:00, signed Mon 17:00 (due 16:00: late, before the sweep marked
+  it), overdue Thu 17:31, resolved Fri 11:00 (due Thu 17:30: late — Thursday's; 33 working hours), callback Fri:
+  not resolved, 不满意 → rework.
 - T3 西溪村 欠薪, lead 劳动保障所, assisted by 西溪村: routed Tue 09:30, signed 11:30, resolved Wed 16:30
   (16 working hours), callback Thu: resolved, 基本满意 → closed; reopened Fri 10:00 (反弹).
-- T4 南塘村 秸秆焚烧, routed to 西溪村 Wed 09:00, returned by 西溪村 Wed 11:00 and routed on to 南塘村, signed Wed
-  14:00 (due 17:30), not resolved by its deadline Fri 17:30: overdue now.
-- T5 信访 without a place: manual Thu 10:00, reassigned to 应急办 Thu 11:00.
+- T4 南塘村 秸秆焚烧, routed to 西溪村 Wed 09:00, returned by 西溪村 Wed 11:00 (before its sign-for limit: not
+  due for 西溪村) and routed on to 南塘村, signed Wed 14:00 (due 17:30), not resolved by its deadline Fri 17:30:
+  marked overdue Fri 17:31, overdue now.
+- T5 信访 without a place: manual Thu 10:00, reassigned to 应急办 Thu 11:00, not signed for by 17:30: marked
+  overdue Thu 17:31 (its resolve limit, Thu 12 Nov, is next week's).
 - T6 南塘村 欠薪 of 12,000 yuan, lead 劳动保障所: routed Fri 09:00, signed 09:30, resolved 16:00 (7 working hours)
   with all 12,000 recovered. (T3 involved 86,500 yuan, 60,000 recovered — but it was reopened, so it is not
   resolved any more and its recovery is not counted.)
 - T0 (previous week) 西溪村 扬尘: routed Thu 29 Oct 09:00, signed 10:00 in time, resolve due Fri 30 Oct 17:30:
-  overdue now.
+  marked overdue 17:31, overdue now.
 
 "Now" is Mon 9 Nov 09:00.
 """
@@ -84,6 +87,7 @@ def scenario() -> list[Story]:
     t0.step(EventKind.ticket_routed, at(29, 9, month=10), lead_unit="xixi")
     t0.step(EventKind.ticket_acknowledged, at(29, 10, month=10), state=TicketState.acknowledged,
             acknowledged_at=at(29, 10, month=10))
+    t0.step(EventKind.ticket_overdue, at(30, 17, 31, month=10), event={"deadline": "resolve"}, overdue=["resolve"])
 
     t1 = Story("T1", *dust, "xixi", at(2, 9), sign_for_due=at(2, 17, 30), resolve_due=at(4, 17, 30))
     t1.step(EventKind.ticket_routed, at(2, 9), lead_unit="xixi")
@@ -128,11 +132,13 @@ def scenario() -> list[Story]:
     t4.step(EventKind.ticket_routed, at(4, 9), lead_unit="xixi")
     t4.step(EventKind.ticket_returned, at(4, 11), lead_unit="nantang", returned_by=["xixi"])
     t4.step(EventKind.ticket_acknowledged, at(4, 14), state=TicketState.acknowledged, acknowledged_at=at(4, 14))
+    t4.step(EventKind.ticket_overdue, at(6, 17, 31), event={"deadline": "resolve"}, overdue=["resolve"])
 
     t5 = Story("T5", "petition.visit", "信访维稳/越级上访", "", at(5, 10), sign_for_due=at(5, 17, 30),
                resolve_due=at(12, 17, 30))
     t5.step(EventKind.ticket_manual, at(5, 10), state=TicketState.manual)
     t5.step(EventKind.ticket_reassigned, at(5, 11), state=TicketState.routed, lead_unit="yingji")
+    t5.step(EventKind.ticket_overdue, at(5, 17, 31), event={"deadline": "sign_for"}, overdue=["sign_for"])
     return [t0, t1, t2, t3, t4, t5, t6]
 
 
@@ -162,20 +168,25 @@ async def test_every_figure_of_the_week_as_worked_out_by_hand(published, reports
     assert body["previous"]["label"] == "2026年第44周"
     counts = body["counts"]
     assert {name: counts[name] for name in (
-        "created", "manual", "routed", "returned", "kept", "assisted", "repeats", "acknowledged",
-        "acknowledged_in_time", "resolved", "resolved_in_time", "callbacks", "callback_resolved", "callback_rated",
-        "satisfied", "basically_satisfied", "dissatisfied", "closed", "reopened", "overdue_resolve")} == {
-        "created": 6, "manual": 1, "routed": 7, "returned": 1, "kept": 6, "assisted": 1, "repeats": 2,
-        "acknowledged": 5, "acknowledged_in_time": 4, "resolved": 4, "resolved_in_time": 3, "callbacks": 3,
+        "created", "manual", "routed", "returned", "assisted", "repeats", "acknowledged", "acknowledged_in_time",
+        "overdue_sign_for", "due_sign_for", "resolved", "resolved_in_time", "overdue_resolve", "resolved_late",
+        "due_resolve", "resolved_of_due", "callbacks", "callback_resolved", "callback_rated", "satisfied",
+        "basically_satisfied", "dissatisfied", "closed", "reopened")} == {
+        "created": 6, "manual": 1, "routed": 7, "returned": 1, "assisted": 1, "repeats": 2, "acknowledged": 5,
+        "acknowledged_in_time": 4, "overdue_sign_for": 2, "due_sign_for": 6, "resolved": 4, "resolved_in_time": 3,
+        "overdue_resolve": 2, "resolved_late": 1, "due_resolve": 5, "resolved_of_due": 4, "callbacks": 3,
         "callback_resolved": 2, "callback_rated": 3, "satisfied": 1, "basically_satisfied": 1, "dissatisfied": 1,
-        "closed": 2, "reopened": 1, "overdue_resolve": 1}
+        "closed": 2, "reopened": 1}
     assert figures(body) == {
-        "response_rate": 0.6667,  # T1, T3, T4, T6 signed in time ÷ 6 kept (7 routings − 1 returned)
-        "closure_rate": 0.6667,  # 4 resolved ÷ 6
-        "on_time_closure_rate": 0.75,  # T1, T3, T6 ÷ 4
+        # 应签收 6: T1, T3, T4 (南塘村), T6 signed in time; T2 signed late, T5 not signed by its limit. T4's routing
+        # to 西溪村, returned before its limit, was never due.
+        "response_rate": 0.6667,  # 4 ÷ 6
+        # 应办结 5: T1, T3, T6 resolved in time; T2 (due Thu, resolved late Fri) and T4 (due Fri, open) missed.
+        "closure_rate": 0.8,  # T1, T3, T6, T2 ÷ 5
+        "on_time_closure_rate": 0.6,  # T1, T3, T6 ÷ 5
         "resolution_rate": 0.6667,  # T1, T3 ÷ 3 callbacks
         "satisfaction_rate": 0.6,  # (1 × 满意 + 0.8 × 基本满意 + 0 × 不满意) ÷ 3, weights of reporting.yaml
-        "overdue_rate": 0.1667,  # T2 ÷ 6
+        "overdue_rate": 0.4,  # T2, T4 ÷ 5
         "return_rate": 0.1429,  # 1 ÷ 7 routings
         "recurrence_rate": 0.5,  # T3 reopened ÷ 2 closed
         "median_handling_hours": 13.0,  # 7, 10, 16, 33 working hours
@@ -183,7 +194,7 @@ async def test_every_figure_of_the_week_as_worked_out_by_hand(published, reports
     }
     previous = {item["code"]: (item["previous"], item["change"]) for item in body["figures"]}
     assert previous["response_rate"] == (1.0, -0.3333)  # T0 signed in time
-    assert previous["closure_rate"] == (0.0, 0.6667)
+    assert previous["closure_rate"] == (0.0, 0.8)  # T0's limit, Fri 30 Oct, passed unresolved
     assert previous["satisfaction_rate"] == (None, None)
     assert body["amounts"] == {"tickets": 2, "involved": 98500.0, "resolved_tickets": 1, "recovered": 12000.0}
     assert body["previous_amounts"] == {"tickets": 0, "involved": 0, "resolved_tickets": 0, "recovered": 0}
@@ -191,10 +202,10 @@ async def test_every_figure_of_the_week_as_worked_out_by_hand(published, reports
 
 async def test_filters_combine(published, reports):
     straw = await reports.summary(WEEK, ReportFilter(source=SOURCE, category="environment.straw"))
-    assert (straw["counts"]["routed"], straw["counts"]["kept"]) == (3, 2)  # T2; T4 to 西溪村, then to 南塘村
-    assert figures(straw)["response_rate"] == 0.5
+    assert (straw["counts"]["routed"], straw["counts"]["due_sign_for"]) == (3, 2)  # T2; T4 to 西溪村, then 南塘村
+    assert figures(straw)["response_rate"] == 0.5  # T4 in time, T2 late
     environment = await reports.summary(WEEK, ReportFilter(source=SOURCE, category="environment", area="nantang"))
-    assert environment["counts"]["kept"] == 2 and figures(environment)["closure_rate"] == 0.5
+    assert environment["counts"]["due_resolve"] == 2 and figures(environment)["closure_rate"] == 0.5  # T2 of T2, T4
     laobao = await reports.summary(WEEK, ReportFilter(source=SOURCE, unit="laobao"))
     assert figures(laobao) == {
         "response_rate": 1.0, "closure_rate": 1.0, "on_time_closure_rate": 1.0, "resolution_rate": 1.0,
@@ -210,6 +221,8 @@ async def test_rankings_between_peers(published, reports):
     units = await reports.rankings("unit", WEEK, ONLY, rank_by="response_rate")
     assert [(item["rank"], item["key"], item["value"]) for item in units["items"]] == [
         (1, "laobao", 1.0), (2, "xixi", 1.0), (3, "nantang", 0.5), (4, "yingji", 0.0)]
+    xixi = units["items"][1]["counts"]
+    assert (xixi["routed"], xixi["due_sign_for"]) == (2, 1), "T4, returned before its limit, is not due for 西溪村"
     assert units["items"][1]["name"] == "西溪村" and units["items"][1]["counts"]["returned"] == 1
     villages = await reports.rankings("unit", WEEK, ONLY, kind="village", rank_by="response_rate")
     assert [item["key"] for item in villages["items"]] == ["xixi", "nantang"]
@@ -252,7 +265,7 @@ async def test_a_unit_key_reads_only_its_own(published, services, mongo):
         assert (await client.get(f"/v1/tickets/{BY_LABEL['T3'].id}", headers=xixi)).status_code == 200, "assisting"
         own = await client.get(f"/v1/tickets/{BY_LABEL['T4'].id}", headers=nantang)
         assert own.status_code == 200 and [entry["kind"] for entry in own.json()["timeline"]] == [
-            "ticket.routed", "ticket.returned", "ticket.acknowledged"]
+            "ticket.routed", "ticket.returned", "ticket.acknowledged", "ticket.overdue"]
         listing = (await client.get("/v1/tickets", params={"source": SOURCE}, headers=nantang)).json()
         assert {item["ticket_id"] for item in listing["items"]} == {BY_LABEL["T2"].id, BY_LABEL["T4"].id}
         assisted = (await client.get("/v1/tickets", params={"source": SOURCE, "category": "labor"},

@@ -1,8 +1,9 @@
-"""The exports (每周一会商, 季度考核表) built from hand-made contract bodies and read back with openpyxl."""
+"""The exports (每周一会商, 季度考核表) built from hand-made contract bodies and read back with openpyxl; every time
+in them is the district's (Asia/Shanghai), though the contract's instants come in UTC."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from io import BytesIO
 
 from openpyxl import load_workbook
@@ -13,6 +14,7 @@ from services.reporting.exports import (
     change_tone,
     competition_ranks,
     content_disposition,
+    local_time,
     quarterly_workbook,
     weekly_html,
     weekly_workbook,
@@ -20,12 +22,14 @@ from services.reporting.exports import (
 
 WEEK = {"kind": "week", "since": "2026-11-23", "until": "2026-11-29", "label": "2026年第48周"}
 PREVIOUS_WEEK = {"kind": "week", "since": "2026-11-16", "until": "2026-11-22", "label": "2026年第47周"}
-GENERATED = datetime(2026, 11, 25, 9, 30)
+GENERATED = datetime(2026, 11, 25, 1, 30, tzinfo=UTC)  # 09:30 in the district
+ZONE = "Asia/Shanghai"
 
 
 def _figure(code: str, name: str, value, previous, higher_is_better=True, unit="rate") -> dict:
     change = None if value is None or previous is None else round(value - previous, 4)
     return {"code": code, "name": name, "name_en": code, "unit": unit, "higher_is_better": higher_is_better,
+            "definition": f"{name}的口径", "numerator": f"{name}的分子", "denominator": f"{name}的分母",
             "value": value, "previous": previous, "change": change}
 
 
@@ -51,7 +55,7 @@ OVERDUE = {"total": 1, "items": [
     {"ticket_id": "t1", "number": "SF20261123000001", "title": "东湖路工地扬尘", "category": "environment.dust",
      "category_name": "生态环保/扬尘污染", "lead_unit": "huanbao", "lead_unit_name": "生态环境办",
      "area": "donghu", "area_name": "东湖社区", "state": "acknowledged", "state_name": "已签收",
-     "resolve_due": "2026-11-24T17:30:00+08:00", "overdue_hours": 26.5}]}
+     "resolve_due": "2026-11-24T09:30:00+00:00", "overdue_hours": 26.5}]}  # 17:30 in the district
 RECURRING = {"items": [{"ticket_id": "t2", "number": "SF20261120000007", "title": "南塘村焚烧秸秆",
                         "category_name": "生态环保/秸秆焚烧", "area_name": "南塘村", "repeats": 3, "reopened": 1}]}
 
@@ -71,7 +75,7 @@ DEPARTMENTS = _ranking("department", [("huanbao", "生态环境办", 0.75), ("la
 
 
 def _report() -> WeeklyReport:
-    return WeeklyReport("示范街道", SUMMARY, TREND, OVERDUE, RECURRING, [DEPARTMENTS, VILLAGES], GENERATED)
+    return WeeklyReport("示范街道", SUMMARY, TREND, OVERDUE, RECURRING, [DEPARTMENTS, VILLAGES], GENERATED, ZONE)
 
 
 def _rows(sheet) -> list[tuple]:
@@ -80,10 +84,11 @@ def _rows(sheet) -> list[tuple]:
 
 def test_weekly_workbook_reads_back_with_the_figures_changes_and_problems() -> None:
     workbook = load_workbook(BytesIO(weekly_workbook(_report())))
-    assert workbook.sheetnames == ["关键指标", "周趋势", "超期工单", "重复反弹", "红黑榜"]
+    assert workbook.sheetnames == ["关键指标", "周趋势", "超期工单", "重复反弹", "红黑榜", "指标口径"]
 
     key = workbook["关键指标"]
     assert key["A1"].value == "示范街道每周一会商报告（2026年第48周）"
+    assert key["A2"].value.endswith("生成时间：2026-11-25 09:30"), "local time, not UTC 01:30"
     rows = _rows(key)
     assert ("响应率", 0.9, 0.8, 0.1, "向好") in rows
     assert ("办结率", 0.6, None, None, "持平") in rows
@@ -101,7 +106,13 @@ def test_weekly_workbook_reads_back_with_the_figures_changes_and_problems() -> N
     overdue = _rows(workbook["超期工单"])
     assert overdue[0][0] == "超期未办结工单（共 1 件）"
     assert overdue[4][1:5] == ("SF20261123000001", "东湖路工地扬尘", "生态环保/扬尘污染", "生态环境办")
+    assert overdue[4][7] == "2026-11-24 17:30", "the deadline in local time, not UTC 09:30"
     assert overdue[4][8] == 26.5
+
+    definitions = _rows(workbook["指标口径"])
+    assert definitions[3] == ("指标", "分子", "分母", "口径说明")
+    assert definitions[4] == ("响应率", "响应率的分子", "响应率的分母", "响应率的口径")
+    assert [row[0] for row in definitions[4:]] == [figure["name"] for figure in SUMMARY["figures"]]
 
     assert _rows(workbook["重复反弹"])[4][1:] == ("SF20261120000007", "南塘村焚烧秸秆", "生态环保/秸秆焚烧", "南塘村", 3, 1)
 
@@ -122,11 +133,14 @@ def test_weekly_html_is_a_printable_chinese_page_with_the_same_numbers() -> None
     assert "SF20261123000001" in page and "26.5 小时" in page
     assert "南塘村焚烧秸秆" in page
     assert "村黑榜（按响应率）" in page and "桥头村" in page
+    assert "生成时间 2026-11-25 09:30" in page and '<td class="due">2026-11-24 17:30</td>' in page
+    assert '<td title="响应率的口径">响应率</td>' in page, "the 口径 as the figure's tooltip"
+    assert "<td>超期率</td><td>超期率的分子</td><td>超期率的分母</td><td>超期率的口径</td>" in page
 
 
 def test_weekly_html_escapes_what_citizens_wrote() -> None:
     overdue = {"total": 1, "items": [{**OVERDUE["items"][0], "title": "<script>alert(1)</script>"}]}
-    report = WeeklyReport("示范街道", SUMMARY, TREND, overdue, RECURRING, [], GENERATED)
+    report = WeeklyReport("示范街道", SUMMARY, TREND, overdue, RECURRING, [], GENERATED, ZONE)
     page = weekly_html(report)
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;" in page
@@ -135,8 +149,9 @@ def test_weekly_html_escapes_what_citizens_wrote() -> None:
 def test_quarterly_workbook_ranks_peers_per_figure() -> None:
     quarter = {**SUMMARY, "period": {"kind": "quarter", "since": "2026-10-01", "until": "2026-12-31",
                                      "label": "2026年第4季度"}}
-    workbook = load_workbook(BytesIO(quarterly_workbook("示范街道", quarter, [DEPARTMENTS, VILLAGES], GENERATED)))
-    assert workbook.sheetnames == ["科室", "村", "全街道"]
+    workbook = load_workbook(BytesIO(quarterly_workbook("示范街道", quarter, [DEPARTMENTS, VILLAGES], GENERATED,
+                                                        ZONE)))
+    assert workbook.sheetnames == ["科室", "村", "全街道", "指标口径"]
     sheet = workbook["村"]
     assert sheet["A1"].value == "示范街道2026年第4季度考核表（村）"
     header = _rows(sheet)[3]
@@ -148,6 +163,15 @@ def test_quarterly_workbook_ranks_peers_per_figure() -> None:
     overdue_rank = header.index("超期率") + 1
     assert rows["南塘村"][overdue_rank] == 1 and rows["桥头村"][overdue_rank] == 5  # lower is better
     assert _rows(workbook["全街道"])[4] == ("响应率", 0.9, 0.8, 0.1)
+    assert "生成时间：2026-11-25 09:30" in sheet["A2"].value
+    assert _rows(workbook["指标口径"])[5][0] == "办结率"
+
+
+def test_an_instant_is_shown_in_the_districts_time() -> None:
+    assert local_time(datetime(2026, 12, 31, 16, 5, tzinfo=UTC), ZONE) == "2027-01-01 00:05"  # a new year there
+    assert local_time("2026-11-24T09:30:00Z", ZONE) == "2026-11-24 17:30"
+    assert local_time("2026-11-24T17:30:00+08:00", ZONE) == "2026-11-24 17:30"
+    assert local_time(None, ZONE) == "—"
 
 
 def test_best_and_worst_never_name_a_unit_twice() -> None:

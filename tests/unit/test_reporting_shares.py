@@ -42,7 +42,7 @@ def routed_event() -> TicketEvent:
 
 def test_a_ticket_event_counts_in_its_partitions_share_of_each_cell():
     event = routed_event()
-    increments = ticket_increments(event, DAY, ticket_writer(3))
+    increments = ticket_increments(event, lambda moment: DAY, ticket_writer(3))
     assert [increment.doc_id for increment in increments] == [
         "2026-11-02|xixi|xixi|environment.dust|12345|t3",
         "2026-11-02|zhifa|xixi|environment.dust|12345|t3",

@@ -3,7 +3,8 @@
 // The API key never travels in a URL the server logs: it is typed into the page, or handed over in the URL
 // fragment (#key=…, which browsers never send), and kept in sessionStorage for this tab only.
 // Every chart's numbers are also written into a hidden table next to it (table.chart-data), so what a leader sees
-// can be checked and read by assistive technology.
+// can be checked and read by assistive technology. Each figure's card carries its 口径 (the API's definition) as its
+// tooltip, and times are shown in the district's time zone (data-timezone), whatever the leader's computer is set to.
 "use strict";
 
 const KEY_STORAGE = "civicbus.apiKey";
@@ -30,6 +31,7 @@ const state = {
 const filters = Object.fromEntries(["source", "area", "category"].map((name) => [name, params.get(name) || ""]));
 const charts = {};
 const refreshSeconds = Number(document.body.dataset.refreshSeconds);
+const timeZone = document.body.dataset.timezone;
 
 // ------------------------------------------------------------------------------------------------ the API key
 
@@ -78,6 +80,15 @@ function formatChange(change, unit) {
   const sign = change > 0 ? "↑" : change < 0 ? "↓" : "→";
   const amount = unit === "rate" ? `${Math.abs(change * 100).toFixed(1)}个百分点` : `${Math.abs(change).toFixed(1)}小时`;
   return `较上期${sign}${amount}`;
+}
+
+function definitionText(figure) {  // 口径, as the tooltip of a figure
+  const ratio = figure.numerator ? `\n分子：${figure.numerator}\n分母：${figure.denominator}` : "";
+  return `${figure.name}：${figure.definition}${ratio}`;
+}
+
+function localTime(moment) {  // the district's wall-clock time
+  return moment.toLocaleTimeString("zh-CN", {hour12: false, timeZone});
 }
 
 function tone(change, higherIsBetter) {
@@ -141,7 +152,8 @@ function renderKpis(summary, overdue) {
                      element("div", {className: "value"}, overdue.total),
                      element("div", {className: "change"}, "件")));
   for (const figure of summary.figures) {
-    cards.push(element("div", {className: "kpi figure", dataset: {code: figure.code, value: figure.value ?? ""}},
+    cards.push(element("div", {className: "kpi figure", dataset: {code: figure.code, value: figure.value ?? ""},
+                               title: definitionText(figure)},
                        element("div", {className: "name"}, figure.name),
                        element("div", {className: "value"}, formatFigure(figure.value, figure.unit)),
                        element("div", {className: `change ${tone(figure.change, figure.higher_is_better)}`},
@@ -153,7 +165,9 @@ function renderKpis(summary, overdue) {
 function fillRankBy(summary) {
   const select = document.getElementById("rank-by");
   if (select.options.length) return;
-  for (const figure of summary.figures) select.append(element("option", {value: figure.code}, `按${figure.name}`));
+  for (const figure of summary.figures) {
+    select.append(element("option", {value: figure.code, title: definitionText(figure)}, `按${figure.name}`));
+  }
   select.value = state.rankBy;
 }
 
@@ -303,7 +317,7 @@ async function load() {
     document.getElementById("key-prompt").hidden = true;
     document.body.dataset.loads = Number(document.body.dataset.loads) + 1;
     document.body.dataset.period = summary.period.label;
-    status.textContent = `数据更新于 ${new Date().toLocaleTimeString("zh-CN", {hour12: false})}，每${refreshSeconds}秒自动刷新`;
+    status.textContent = `数据更新于 ${localTime(new Date())}，每${refreshSeconds}秒自动刷新`;
   } catch (error) {
     if (error instanceof Unauthorized) {
       sessionStorage.removeItem(KEY_STORAGE);
