@@ -341,6 +341,12 @@ class Reports:
                  "figures": values[key], "counts": self._counts_json(slices[key].counts)}
                 for position, (key, value) in enumerate(ranked, start=1)
             ],
+            # Peers the figure cannot rank yet (nothing fell due): not ranked, but their counts are shown.
+            "unranked": [
+                {"key": key, "name": self._key_name(scope, key), "figures": values[key],
+                 "counts": self._counts_json(slices[key].counts)}
+                for key in sorted(set(values) - {key for key, _ in ranked})
+            ],
         }
 
     def _peer_key(self, scope: Scope, cell: Mapping[str, Any]) -> str:

@@ -222,7 +222,7 @@ function renderTrend(current, previous, caption) {
 }
 
 function renderCategories(rankings) {
-  const items = rankings.items.filter((item) => item.counts.created);
+  const items = [...rankings.items, ...(rankings.unranked || [])].filter((item) => item.counts.created);
   chart("categories").setOption({
     ...BASE,
     tooltip: {trigger: "item", formatter: "{b}：{c}件（{d}%）"},
@@ -244,7 +244,8 @@ async function ensureMap() {
 }
 
 function renderAreas(rankings) {
-  const created = Object.fromEntries(rankings.items.map((item) => [item.key, item.counts.created ?? 0]));
+  const created = Object.fromEntries([...rankings.items, ...(rankings.unranked || [])]
+    .map((item) => [item.key, item.counts.created ?? 0]));
   const rows = state.areaNames.map((area) => ({...area, value: created[area.key] ?? 0}));
   chart("areas").setOption({
     ...BASE,
