@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,14 +30,10 @@ from civicbus.service import build_service
 from civicbus.settings import SETTINGS_BY_SERVICE, HttpSettings, ServiceSettings
 from civicbus.webhook_sink import WebhookSink
 
+from .replicas import free_port, poll
+
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -177,15 +172,7 @@ async def eventually(
 ) -> T:
     """Poll ``check`` until it returns something truthy; on time-out, say what was awaited and, if given, what
     ``explain`` finds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            detail = f"; {await explain()}" if explain else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        await asyncio.sleep(0.2)
+    return await poll(check, timeout, what, interval=0.2, explain=explain)
 
 
 async def read_topic(stack: Stack, topic: str, timeout: float = 5.0) -> list[Any]:

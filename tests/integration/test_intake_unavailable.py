@@ -74,4 +74,5 @@ async def test_kafka_not_acknowledging_answers_503_within_the_publish_timeout(in
             assert response.status_code == 503, (path, response.text)
             assert response.headers["Retry-After"].isdigit()
             assert "消息队列不可用" in response.json()["detail"]
-            assert time.monotonic() - started < 3, f"{path} held the request beyond publish_timeout_s"
+            # Unbounded, the client waited about 40 s for metadata; the margin is for a busy CI machine.
+            assert time.monotonic() - started < 10, f"{path} held the request beyond publish_timeout_s"
