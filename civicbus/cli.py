@@ -29,6 +29,7 @@ config_app = typer.Typer(help="The domain configuration (辖区配置).", no_arg
 routes_app = typer.Typer(help="The routing tree (派单规则).", no_args_is_help=True)
 level_app = typer.Typer(help="The response level (响应级别): normal or heightened (一级响应).", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters (死信) on civic.dlq: list, show, replay.", no_args_is_help=True)
+calendar_app = typer.Typer(help="The working calendar (工作日历): holidays and 调休 days.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
@@ -36,6 +37,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(routes_app, name="routes")
 app.add_typer(level_app, name="response-level")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(calendar_app, name="calendar")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(reporting_app, name="reporting")
 # Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
@@ -345,6 +347,39 @@ def dlq_replay(
 
 
 # --------------------------------------------------------------------------- config
+
+
+@calendar_app.command("check")
+def calendar_check(
+    folder: Annotated[Optional[Path], typer.Argument(help="default: CIVICBUS_CONFIG_DIR")] = None,
+    year: Annotated[Optional[list[int]], typer.Option(help="years to check; default: this year and the next")] = None,
+) -> None:
+    """Say which years have no holiday data and which festivals' days off deadlines.yaml must add (exit 1 if any)."""
+    from civicbus.district import DistrictConfigError, load_district
+    from civicbus.settings import ServiceSettings
+    from civicbus.workcalendar import WorkingCalendar, calendar_gaps
+
+    try:
+        district = load_district(folder or ServiceSettings().config_dir)
+    except DistrictConfigError as error:
+        _fail(str(error))
+    calendar = WorkingCalendar(district.deadlines, district.timezone)
+    this_year = datetime.now(calendar.zone).year
+    years = year or [this_year, this_year + 1]
+    gaps = calendar_gaps(calendar, years)
+    for checked in years:
+        if checked not in gaps:
+            console.print(f"[green]✓[/] {checked}: 法定节假日已知 (holidays known)")
+    for missing, anchors in gaps.items():
+        console.print(f"[red]✗[/] {missing}: 无法定节假日数据，时限将按周一至周五计算 (no holiday data: deadlines "
+                      f"would count Monday to Friday)")
+        console.print("  按国务院办公厅当年通知，在 deadlines.yaml 的 holidays 中加入以下节日的放假日期，"
+                      "在 working_days 中加入调休上班日 (add the days off around these festivals to holidays, "
+                      "the 调休 working days to working_days, as the State Council's notice sets them):")
+        for day, name in anchors:
+            console.print(f"    {day.isoformat()}  {name}")
+    if gaps:
+        raise typer.Exit(1)
 
 
 @config_app.command("check")

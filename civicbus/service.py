@@ -64,6 +64,8 @@ class Runtime:
     background: list[Hook] = field(default_factory=list)  # run while the service runs, cancelled at stop
     on_district_change: list[Callable[[District], None]] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
+    # What /readyz tells operators without failing readiness (e.g. next year's holidays not configured).
+    readiness_notes: list[Callable[[], dict[str, str]]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> Runtime:
@@ -237,7 +239,8 @@ def service_app(
         started = time.perf_counter()
         checks = await readiness_checks(runtime)
         ready = all(value == "ok" for value in checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks,
+        notes = {name: text for note in runtime.readiness_notes for name, text in note().items()}
+        body = {"status": "ready" if ready else "not ready", "checks": checks, "notes": notes,
                 "seconds": round(time.perf_counter() - started, 3)}
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -12,6 +12,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+from lunardate import LunarDate
 
 from civicbus.district import DeadlinesFile, Duration
 from civicbus.logs import get_logger
@@ -50,14 +51,17 @@ class WorkingCalendar:
 
     def holidays_known(self, year: int) -> bool:
         """Whether the year's statutory holidays are known: packaged by chinese-calendar, or listed by the district
-        in ``deadlines.yaml`` (``holidays``) while the package has not caught up."""
-        if any(day.year == year for day in self._extra_holidays):
-            return True
+        in ``deadlines.yaml`` (``holidays``) while the package has not caught up — every festival's own day, at
+        least: a year listed in part (元旦 alone) still counts its Spring Festival as working days."""
+        return not self.missing_festivals(year)
+
+    def missing_festivals(self, year: int) -> list[tuple[date, str]]:
+        """The festivals of ``year`` whose days off nobody has said: none if chinese-calendar knows the year."""
         try:
             chinese_calendar.is_workday(date(year, 1, 1))
-            return True
+            return []
         except NotImplementedError:
-            return False
+            return [(day, name) for day, name in festivals(year) if day not in self._extra_holidays]
 
     def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
         """The moment when ``amount`` of office time on working days has passed after ``start``."""
@@ -102,6 +106,38 @@ class WorkingCalendar:
         assert duration.working_days is not None
         return self.add_working_time(start, self.office_day * duration.working_days)
 
+
+
+def festivals(year: int) -> list[tuple[date, str]]:
+    """The days the statutory holidays of ``year`` are built around (节日当天): the State Council's notice sets the
+    days off around each (and the 调休 working days) every winter; these anchor days say where to look."""
+    qingming = chinese_calendar.get_solar_terms(date(year, 4, 1), date(year, 4, 10))
+    return sorted([
+        (date(year, 1, 1), "元旦"),
+        (LunarDate(year, 1, 1).to_solar_date(), "春节"),
+        *((day, "清明节") for day, name in qingming if name == "清明"),
+        (date(year, 5, 1), "劳动节"),
+        (LunarDate(year, 5, 5).to_solar_date(), "端午节"),
+        (LunarDate(year, 8, 15).to_solar_date(), "中秋节"),
+        (date(year, 10, 1), "国庆节"),
+    ])
+
+
+def calendar_gaps(calendar: WorkingCalendar, years: list[int]) -> dict[int, list[tuple[date, str]]]:
+    """For each of ``years`` whose holidays nobody knows in full (chinese-calendar nor ``deadlines.yaml``), the
+    festivals whose days off the configuration must add."""
+    return {year: missing for year in years if (missing := calendar.missing_festivals(year))}
+
+
+def calendar_notes(calendar: WorkingCalendar, today: date) -> dict[str, str]:
+    """What /readyz says of the calendar (a note, not a failure: deadlines still count, Monday to Friday)."""
+    missing = sorted(calendar_gaps(calendar, [today.year, today.year + 1]))
+    if not missing:
+        return {}
+    years = "、".join(str(year) for year in missing)
+    return {"calendar": f"{years} 年无法定节假日数据，时限按周一至周五计算；请在 deadlines.yaml 补充 holidays 与 "
+                        f"working_days（civicbus calendar check） (no holiday data for {years}: deadlines count "
+                        f"Monday to Friday; add them to deadlines.yaml)"}
 
 
 async def report_holidays_known(calendar: Callable[[], WorkingCalendar], interval: float = 3600.0) -> None:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import FastAPI
 
 from civicbus.district import District
 from civicbus.service import Runtime, service_app, watch_district
 from civicbus.settings import TriageSettings
 from civicbus.topics import COMMANDS, EVENTS
-from civicbus.workcalendar import report_holidays_known
+from civicbus.workcalendar import calendar_notes, report_holidays_known
 
 from .commands import CommandHandler
 from .decide import TriageEngine
@@ -40,6 +42,8 @@ def create_app(settings: TriageSettings | None = None) -> FastAPI:
                              interval=settings.overdue_sweep_s)
     runtime.background.append(sweeper.run)
     runtime.background.append(lambda _: report_holidays_known(lambda: handler.engine.calendar))
+    runtime.readiness_notes.append(lambda: calendar_notes(
+        handler.engine.calendar, datetime.now(handler.engine.calendar.zone).date()))
     app = service_app(
         runtime,
         title="civicbus triage",
