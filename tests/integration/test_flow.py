@@ -165,6 +165,8 @@ async def test_apis_require_a_key_but_health_and_metrics_do_not(services):
             assert ready.status_code == 200 and ready.json()["checks"] == {"kafka": "ok", "mongo": "ok"}, name
             metrics = (await anonymous.get(f"{service.base_url}/metrics")).text
             assert "civicbus_events_consumed_total" in metrics
+            if name == "triage":  # the sample lists 2027's 元旦 alone: ready, but the gap is said
+                assert "2027" in ready.json()["notes"]["calendar"]
         refused = await anonymous.post(f"{services['intake'].base_url}/v1/complaints", json={"content": "x"})
         assert refused.status_code == 401
         assert "API 密钥" in refused.json()["detail"]
