@@ -15,7 +15,7 @@ REPORTING_FILE = "reporting.yaml"
 
 
 class SatisfactionWeights(Strict):
-    """How much each callback verdict counts in 满意率. PRODUCT.md's definition (满意 or 基本满意 ÷ callbacks with a
+    """How much each callback verdict counts in 满意率. the product's definition (docs/product.md) (满意 or 基本满意 ÷ callbacks with a
     verdict) is 1, 1, 0; many assessments count 基本满意 as 0.8."""
 
     satisfied: float = Field(default=1.0, ge=0, le=1)  # 满意
@@ -29,7 +29,7 @@ class ReportingFile(Strict):
 
 
 def load_reporting_config(folder: Path) -> ReportingFile:
-    """The folder's reporting.yaml; without one, PRODUCT.md's definitions (said in the log)."""
+    """The folder's reporting.yaml; without one, the product's definition (docs/product.md)s (said in the log)."""
     path = Path(folder) / REPORTING_FILE
     if not path.is_file():
         log.info("no reporting.yaml; using the default figure definitions", folder=str(folder))

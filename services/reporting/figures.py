@@ -1,4 +1,4 @@
-"""The figures leaders are judged on (PRODUCT.md), each defined once, here, with its 口径 as leaders read it.
+"""The figures leaders are judged on (docs/product.md), each defined once, here, with its 口径 as leaders read it.
 
 Counts come from the read models (``projections.py``); a figure is computed for any sum of counter documents — a
 unit, a village/community, a category, a source, the district; a day, a week, any period — by summing first and

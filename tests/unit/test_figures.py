@@ -21,7 +21,7 @@ def test_each_figure_on_the_hand_checked_week():
         "closure_rate": 0.75,  # (5 in time + 1 late) / (5 + 3 missed) 应办结
         "on_time_closure_rate": 0.625,  # 5 / 8
         "resolution_rate": 0.75,  # 3 / 4
-        "satisfaction_rate": 0.75,  # (2 + 1) / 4 with PRODUCT.md's weights 1, 1, 0
+        "satisfaction_rate": 0.75,  # (2 + 1) / 4 with the product's weights (docs/product.md) 1, 1, 0
         "overdue_rate": 0.375,  # 3 missed / 8
         "return_rate": 0.0909,  # 1 / 11 assignments
         "recurrence_rate": 0.5,  # 1 / 2
