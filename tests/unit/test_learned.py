@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import pickle
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,18 +16,31 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from civicbus.district import District, DistrictConfigError
-from civicbus.events import Complaint, ComplaintReceived
+from civicbus.events import Action, Actor, Complaint, ComplaintReceived, TicketCommand
 from services.triage.classify import Classifier
 from services.triage.decide import TriageEngine
 from services.triage.learned import (
+    CORRECTION_COLUMNS,
     DEFAULT_MODEL_PATH,
     LabelledDataError,
+    LabelResolver,
     ModelFileError,
     TrainedModel,
+    WordTokenizer,
     check_labels,
+    combine,
+    correction_of,
+    correction_rows,
+    cross_validate,
+    district_words,
+    normalise_labels,
     read_labelled,
+    read_mapping,
+    skipped_report,
     train,
+    write_corrections,
 )
+from services.triage.lifecycle import Applied, apply
 from services.triage.learned_cli import classifier_app
 from services.triage.sample_corpus import configured_terms, generate, leaf_categories, write_sample_corpus
 
@@ -266,3 +281,205 @@ def test_a_batch_is_predicted_in_one_call_with_the_same_answers(sample_model):
         del pipeline.predict_proba
     assert batched == one_by_one
     assert calls == [3], "the batch's distinct texts, vectorized and predicted once"
+
+
+# --------------------------------------------------------------------------- Chinese words
+
+
+def test_the_districts_own_names_are_whole_words_and_the_tokenizer_pickles_without_jieba(district):
+    text = "锦绣花园二期楼下，劳动保障所门口"
+    plain = WordTokenizer()(text)
+    assert "锦绣花园" not in plain and "劳动保障所" not in plain, "a general dictionary splits them"
+    tokenizer = WordTokenizer(district_words(district))
+    words = tokenizer(text)
+    assert "锦绣花园" in words and "劳动保障所" in words
+    assert "，" not in words, "punctuation is no word"
+    copy = pickle.loads(pickle.dumps(tokenizer))
+    assert copy.__dict__ == {"words": tokenizer.words, "_jieba": None}, "the jieba dictionary is not pickled"
+    assert copy(text) == words
+
+
+def test_district_words_name_units_places_and_keywords(district):
+    words = set(district_words(district))
+    assert {"劳动保障所", "锦绣花园", "西溪大道", "拖欠工资", "扬尘"} <= words
+
+
+# --------------------------------------------------------------------------- labels as offices write them
+
+
+def _data(tmp_path: Path, labels: list[str]):
+    rows = [(str(index), f"第{index}条工单内容", label) for index, label in enumerate(labels)]
+    return read_labelled(_write_csv(tmp_path / "orders.csv", "utf-8", rows=rows), "内容", "类别")
+
+
+def test_labels_may_be_codes_paths_or_unique_names_and_unknown_ones_are_skipped_by_row(tmp_path, district):
+    data = _data(tmp_path, ["environment.dust", "生态环保/扬尘", "生态环保 ／ 扬尘", "生态环保>扬尘", "扬尘",
+                            "劳资纠纷/欠薪", "工地", "environment.nope", ""])
+    normalised = normalise_labels(data, LabelResolver(district))
+    assert normalised.labels == ["environment.dust"] * 5 + ["labor.wage_arrears"]
+    assert normalised.texts[0] == "第0条工单内容" and normalised.rows == (2, 3, 4, 5, 6, 7)
+    assert [(row.row, row.reason, row.label) for row in normalised.skipped_rows] == [
+        (8, "unknown_label", "工地"), (9, "unknown_label", "environment.nope"), (10, "empty_label", "")]
+
+
+def test_a_name_two_categories_share_is_not_guessed(district):
+    names = Counter(category.name for category, _ in district.iter_categories())
+    shared = [name for name, count in names.items() if count > 1]
+    resolver = LabelResolver(district)
+    for name in shared:
+        assert resolver.resolve(name) is None
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".csv"])
+def test_a_mapping_file_translates_their_labels(tmp_path, district, suffix):
+    path = tmp_path / f"mapping{suffix}"
+    if suffix == ".yaml":
+        path.write_text("扬尘污染: environment.dust\n拖欠薪资: 劳资纠纷/欠薪\n", encoding="utf-8")
+    else:
+        _write_csv(path, "gb18030", rows=[("扬尘污染", "environment.dust"), ("拖欠薪资", "劳资纠纷/欠薪")],
+                   header=("原类别", "类别"))
+    mapping = read_mapping(path)
+    resolver = LabelResolver(district, mapping)
+    assert resolver.resolve("扬尘污染") == "environment.dust" and resolver.resolve(" 拖欠薪资 ") == "labor.wage_arrears"
+    assert resolver.resolve("生态环保/扬尘") == "environment.dust", "codes and paths still work beside a mapping"
+    with pytest.raises(LabelledDataError, match="乱七八糟"):
+        LabelResolver(district, {**mapping, "其他": "乱七八糟"})
+
+
+def test_skipped_rows_are_reported_by_file_reason_and_row(tmp_path, district):
+    rows = [("1", "", "environment.dust"), ("2", "工地扬尘", "工地"), ("3", "扬尘", "工地"), ("4", "ok", "扬尘"),
+            ("5", "物业", "")]
+    data = normalise_labels(read_labelled(_write_csv(tmp_path / "a.csv", "utf-8", rows=rows), "内容", "类别"),
+                            LabelResolver(district))
+    lines = skipped_report(data.skipped_rows)
+    assert lines == [
+        "a.csv: 文本为空 (empty text) — 1 行 rows: 第 2 行",
+        "a.csv: 类别未知 (label not in the category tree) — 2 行 rows: 第 3、4 行; 标签 labels: “工地”×2",
+        "a.csv: 标签为空 (empty label) — 1 行 rows: 第 6 行",
+    ]
+
+
+def test_a_correction_replaces_historical_rows_with_the_same_text(tmp_path):
+    history = _data(tmp_path, ["a", "b"])
+    corrected = dataclasses.replace(history, texts=["第1条工单内容"], labels=["c"])
+    assert combine([history], [corrected]) == (["第0条工单内容", "第1条工单内容"], ["a", "c"], 1)
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+PAIRS = [("工地扬尘满天飞", "environment.dust"), ("老板拖欠工资不给", "labor.wage_arrears"),
+         ("楼道电动车飞线充电", "property.flying_wire")]
+
+
+def test_cross_validation_reports_every_fold_and_keeps_rare_labels_for_training():
+    texts = [f"{text}{'，' * (i % 3)}第{i}次" for text, _ in PAIRS for i in range(6)] + ["河里死鱼发臭"]
+    labels = [label for _, label in PAIRS for _ in range(6)] + ["environment.water"]
+    result = cross_validate(texts, labels, 3)
+    assert result.folds == 3 and len(result.macro_f1) == len(result.accuracy) == len(result.seconds) == 3
+    assert min(result.macro_f1) == 1.0, "three clearly different classes"
+    assert 0 <= result.calibration_error < 0.5
+    assert "environment.water" in result.note and "environment.water" not in result.report
+    assert "3-fold" in result.summary() and "macro F1 1.000" in result.summary()
+    with pytest.raises(ValueError, match="at least 2"):
+        cross_validate(texts, labels, 1)
+
+
+def test_cli_train_takes_several_files_a_mapping_and_folds_and_lists_what_it_skipped(tmp_path):
+    rows = [(str(i), f"{text}{'，' * (i % 3)}第{i}次", theirs)
+            for i in range(6) for text, theirs in (("工地扬尘满天飞", "扬尘污染"), ("老板拖欠工资不给", "劳资纠纷/欠薪"))]
+    first = _write_csv(tmp_path / "a.csv", "utf-8-sig", rows=[*rows, ("x", "物业不管", "物业管理")])
+    second = _write_csv(tmp_path / "b.csv", "gb18030", rows=[("y", "", "扬尘"), *[
+        (f"z{i}", f"楼道电动车飞线充电{i}", "property.flying_wire") for i in range(6)]])
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("扬尘污染: environment.dust\n", encoding="utf-8")
+    model_file = tmp_path / "m.joblib"
+    result = CliRunner().invoke(classifier_app, ["train", str(first), str(second), "--mapping", str(mapping),
+                                                 "--folds", "3", "--output", str(model_file)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "a.csv: 类别未知 (label not in the category tree) — 1 行 rows: 第 14 行; 标签 labels: “物业管理”×1" in output
+    assert "b.csv: 文本为空 (empty text) — 1 行 rows: 第 2 行" in output
+    assert "3-fold stratified CV" in output and "skipped 2" in output
+    assert TrainedModel.load(model_file).labels == ["environment.dust", "labor.wage_arrears", "property.flying_wire"]
+
+
+# --------------------------------------------------------------------------- learning from the dispatchers
+
+
+def _reassigned(engine: TriageEngine, text: str, unit: str) -> tuple:
+    """A ticket triage made of ``text``, and the same ticket after the dispatcher's 改派 to ``unit``."""
+    (before,) = engine.decide(_complaint(text)).tickets
+    command = TicketCommand(source="test", ticket_id=before.ticket_id, action=Action.reassign, unit=unit,
+                            actor=Actor(name="综治中心 派单员", role="unit", unit=engine.district.dispatcher.id))
+    result = apply(before, command, datetime.now(UTC), engine.district)
+    assert isinstance(result, Applied)
+    return before, result.ticket, command
+
+
+def test_a_manual_dispatch_or_a_reassignment_to_another_category_is_a_labelled_example(tmp_path, district):
+    engine = TriageEngine(_with_folder(district, tmp_path))  # rules only
+    manual = _reassigned(engine, "兄弟三人为赡养老母亲的事吵得不可开交，请帮忙", "sifa")
+    assert manual[0].state == "manual"
+    found = correction_of(*manual, engine.district, engine.router)
+    assert found is not None
+    assert (found["label"], found["original"], found["kind"], found["unit"]) == (
+        "police.dispute", "other", "manual_dispatch", "sifa")  # 司法所 leads one category only
+    assert found["text"] == "兄弟三人为赡养老母亲的事吵得不可开交，请帮忙" and found["command_id"] == manual[2].event_id
+
+    several = correction_of(*_reassigned(engine, "今天天气不错", "laobao"), engine.district, engine.router)
+    assert several is not None and several["label"] == ""
+    assert several["candidates"] == ["labor.wage_arrears", "labor.dispute"], "for a person to choose in the export"
+
+    routed = _reassigned(engine, "老板拖欠我们农民工工资三个月了", "sifa")
+    assert routed[0].state == "routed" and routed[0].category == "labor.wage_arrears"
+    moved = correction_of(*routed, engine.district, engine.router)
+    assert moved is not None and (moved["label"], moved["kind"]) == ("police.dispute", "reassign")
+
+    # Another village for a complaint its category sends to the village: the category was right.
+    village = _reassigned(engine, "锦绣花园小区物业不作为，垃圾没人清运", "xixi")
+    assert village[0].lead_unit and village[0].lead_unit != "xixi"
+    assert correction_of(*village, engine.district, engine.router) is None
+
+
+def test_a_model_retrained_with_the_dispatchers_corrections_gets_right_what_it_got_wrong(tmp_path, district):
+    history = _write_csv(tmp_path / "history.csv", "utf-8", rows=[
+        (str(i), f"{text}{'，' * (i % 3)}第{i}次反映", label)
+        for i in range(6) for text, label in (*PAIRS, ("邻居家装修噪音太大", "property.neighbor"))])
+    resolver = LabelResolver(district)
+    before = train(*combine([normalise_labels(read_labelled(history, "内容", "类别"), resolver)], [])[:2])
+    unseen = "兄弟几个为老人生活费的事吵得不可开交"
+    assert before.predict(unseen).label != "police.dispute"
+
+    # The office at work: family quarrels reach the manual queue; the dispatcher sends them to 司法所.
+    engine = TriageEngine(_with_folder(district, tmp_path))
+    documents = []
+    for text in ("兄弟三人为赡养老母亲的事吵得不可开交，请帮忙", "姐弟俩为了赡养老人的事闹翻了，天天吵",
+                 "兄妹几个为父亲的赡养费吵得不可开交", "老人的几个子女为赡养问题闹矛盾，互相推诿"):
+        documents.append(correction_of(*_reassigned(engine, text, "sifa"), engine.district, engine.router))
+    exported = write_corrections(correction_rows(documents, district), tmp_path / "corrections.csv")
+    corrections = read_labelled(exported, CORRECTION_COLUMNS[1], CORRECTION_COLUMNS[2])
+    assert set(corrections.labels) == {"police.dispute"} and len(corrections.texts) == 4
+
+    after = train(*combine([normalise_labels(read_labelled(history, "内容", "类别"), resolver)],
+                           [normalise_labels(corrections, resolver)])[:2])
+    assert after.predict(unseen).label == "police.dispute"
+    assert after.predict("工地扬尘满天飞").label == "environment.dust", "what it knew, it still knows"
+
+
+def test_the_corrections_export_is_a_csv_for_people_and_for_training(tmp_path, district):
+    document = {"ticket_id": "SF1", "command_id": "c1", "text": "兄弟吵架", "label": "", "original": "other",
+                "model_label": "", "unit": "laobao", "kind": "manual_dispatch",
+                "candidates": ["labor.wage_arrears", "labor.dispute"],
+                "decided_at": datetime(2026, 11, 30, 2, 5, tzinfo=UTC)}
+    path = write_corrections(correction_rows([document, {**document, "command_id": "c2", "label": "police.dispute",
+                                                         "unit": "sifa", "candidates": []}], district),
+                             tmp_path / "out.csv")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf"), "Excel opens it as Chinese"
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == list(CORRECTION_COLUMNS)
+    assert rows[1] == ["SF1", "兄弟吵架", "", "", "other", "", "劳动保障所", "人工派单",
+                       "labor.wage_arrears、labor.dispute", "2026-11-30 10:05"]
+    assert rows[2][2:4] == ["police.dispute", "公共安全/纠纷警情"]
+    data = read_labelled(path, "内容", "类别")
+    assert data.labels == ["police.dispute"] and [row.reason for row in data.skipped_rows] == ["empty_label"]
