@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -16,10 +18,15 @@ from rich.table import Table
 
 from civicbus import devstack
 from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_letters, replay
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_personal_data
 from civicbus.service import SERVICES
 from services.reporting.cli import reporting_app
 from services.triage.learned_cli import classifier_app
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+T = TypeVar("T")
 
 app = typer.Typer(help="civicbus — event hub for grassroots governance (基层治理事件中枢).", no_args_is_help=True)
 dev_app = typer.Typer(help="The embedded development stack: Kafka (KRaft) and FerretDB.", no_args_is_help=True)
@@ -191,7 +198,7 @@ def asyncapi(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="who uses the key (a system or a person)")],
-    role: Annotated[str, typer.Option(help="admin, leader, unit, auditor or system")] = "system",
+    role: Annotated[str, typer.Option(help="admin, leader, unit, auditor, system or open311")] = "system",
     unit: Annotated[str, typer.Option(help="the unit id, for role unit")] = "",
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
@@ -213,6 +220,46 @@ def keys_create(
             await client.close()
 
     console.print(asyncio.run(create()), markup=False, highlight=False)
+
+
+async def _with_keys_db(work: Callable[[AsyncDatabase], Awaitable[T]]) -> T:
+    from civicbus.mongo import create_mongo, database
+    from civicbus.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    client = create_mongo(settings)
+    try:
+        return await work(database(client, settings))
+    finally:
+        await client.close()
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys (never the keys themselves: the start of each hash identifies one for ``revoke``)."""
+    from civicbus.auth import list_keys
+
+    table = Table("id (hash)", "name", "role", "unit", "created", "state")
+    for item in asyncio.run(_with_keys_db(list_keys)):
+        state = "revoked 已吊销" if item.get("disabled") else "active"
+        created = item.get("created_at")
+        table.add_row(item["_id"][:12], item["name"], item["role"], item.get("unit", ""),
+                      created.strftime("%Y-%m-%d %H:%M") if created else "", state)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the id shown by `civicbus keys list` (hash prefix)")]
+                ) -> None:
+    """Revoke a key. Running services stop accepting it within 30 s (they remember a key's answer that long)."""
+    from civicbus.auth import revoke_key
+
+    if not re.fullmatch(r"[0-9a-f]{8,64}", key_id):
+        _fail("the id is the first 8 or more hex digits of the hash shown by `civicbus keys list`")
+    revoked = asyncio.run(_with_keys_db(lambda db: revoke_key(db, key_id)))
+    if len(revoked) != 1:
+        _fail(f"{len(revoked)} keys match {key_id!r}: give exactly one" if revoked else f"no key {key_id!r}")
+    console.print(f"revoked: {revoked[0]} (services stop accepting it within 30 s)")
 
 
 # --------------------------------------------------------------------------- dead letters

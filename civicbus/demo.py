@@ -27,7 +27,7 @@ from civicbus import devstack
 from civicbus.auth import Role, create_key
 from civicbus.events import STATE_NAMES, TicketState
 from civicbus.kafka import create_topics
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_personal_data
 from civicbus.mongo import create_mongo, database
 from civicbus.service import SERVICES
 from civicbus.settings import PROJECT_ROOT, SETTINGS_BY_SERVICE, ServiceSettings

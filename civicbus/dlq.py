@@ -9,7 +9,7 @@ before it is published, so a letter is replayed once however often the command r
 failed is withdrawn, so the letter can be replayed again.
 
 A letter keeps the original record whole (the operator needs it to replay), personal data included: everything
-shown here is masked with :func:`civicbus.logs.mask_personal_data`.
+shown here is masked with :func:`civicbus.privacy.mask_personal_data`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from civicbus.events import DeadLetter
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_personal_data
 from civicbus.topics import DEAD_LETTERS
 
 REPLAYS_COLLECTION = "dlq_replays"

@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -91,6 +92,18 @@ def _finite(value: Any) -> Any:
 Moment = Annotated[AwareDatetime, AfterValidator(_storable_moment)]
 """A point in time between 1970 and 2100: every datetime a sender hands in."""
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_finite)]
+
+
+def _web_url(value: str) -> str:
+    # A javascript:, data: or file: link would be served to a browser or a robot as is: only http(s) gets in.
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise PydanticCustomError("web_url", "须为 http(s) 地址 (must be an http or https URL)")
+    return value
+
+
+WebUrl = Annotated[str, Field(max_length=500), AfterValidator(_web_url)]
+"""A link to a photo or an attachment."""
 """A sum of money in yuan: finite and not negative."""
 Measurement = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_finite)]
 """A sensor's reading or threshold: finite, of any sign."""
@@ -170,7 +183,7 @@ class Inspection(EventContent):
     inspection_type: ShortText = Field(min_length=1, description="安全生产, 生态环保, 综合查一次, 上级督查…")
     inspector: ShortText = ""
     target: ShortText = Field(default="", description="the enterprise or place inspected")
-    photos: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
+    photos: list[WebUrl] = Field(default=[], max_length=20)
     rectify_by: Moment | None = Field(default=None, description="rectification deadline (整改期限)")
 
 
@@ -474,7 +487,7 @@ class TicketCommand(Event):
     extension_until: Moment | None = None
     grant: bool | None = None
     result: str = Field(default="", max_length=5000)
-    attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20)
+    attachments: list[WebUrl] = Field(default=[], max_length=20)
     resolved: bool | None = None
     satisfaction: Satisfaction | None = None
     unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")

@@ -1,5 +1,6 @@
 """What every service is made of, and its HTTP application: Kafka broker, MongoDB, domain configuration,
-``/healthz``, ``/readyz``, ``/metrics`` and the AsyncAPI document.
+``/healthz``, ``/readyz``, ``/metrics`` and the AsyncAPI document; security headers and a deadline for request bodies
+on every answer (civicbus.security).
 
 A service module provides ``create_app(settings) -> FastAPI`` built with :func:`service_app`; no broker or client
 exists at module level, so tests build as many isolated instances as they need.
@@ -29,17 +30,20 @@ from pymongo.errors import PyMongoError
 
 import civicbus
 from civicbus.asyncapi import service_document
-from civicbus.auth import KeyStore
+from civicbus.auth import KeyStore, KeyThrottle
 from civicbus.district import District, DistrictConfigError, load_district
 from civicbus.errors import CivicbusError, is_transient
 from civicbus.kafka import BatchHandler, Publisher, Subscription, create_broker, subscribe_batch, watch_consumer_lag
 from civicbus.logs import configure_logging, get_logger
 from civicbus.metrics import DEPENDENCY_UP, HTTP_REQUESTS, SERVICE_READY, SERVICE_UP
 from civicbus.mongo import create_mongo, database, ping
+from civicbus.security import API_POLICY, BodyDeadline, security_headers
+from civicbus.security import HEADERS as SECURITY_HEADERS
 from civicbus.settings import SETTINGS_BY_SERVICE, ServiceSettings
 from civicbus.topics import Topic
 
 log = get_logger(__name__)
+INTERNAL_ERROR_TEXT = "服务内部错误，已记录，请稍后重试或联系管理员 (internal error; it has been logged)"
 
 Hook = Callable[["Runtime"], Awaitable[None]]
 
@@ -222,6 +226,7 @@ def service_app(
     app = FastAPI(title=title, description=description, version=civicbus.__version__, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.key_store = KeyStore(runtime.db)
+    app.state.key_throttle = KeyThrottle()
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -267,8 +272,18 @@ def service_app(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        """A fault of ours: logged (masked, like every log), answered plainly and with the security headers — the
+        outermost handler answers past the middleware that adds them to everything else."""
+        log.error("request failed", path=request.url.path, error=f"{type(error).__name__}: {error}")
+        return JSONResponse({"code": "internal_error", "detail": INTERNAL_ERROR_TEXT}, status_code=500,
+                            headers={**SECURITY_HEADERS, "Content-Security-Policy": API_POLICY})
+
     for router in routers:
         app.include_router(router)
+    app.middleware("http")(security_headers)
+    app.add_middleware(BodyDeadline, seconds=settings.http.body_timeout_s)  # outermost: it answers on its own
     return app
 
 

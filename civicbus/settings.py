@@ -21,6 +21,8 @@ DEFAULT_CONFIG_DIR = PROJECT_ROOT / "config" / "sample"
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="0: the service's default port")
+    body_timeout_s: float = Field(default=10.0, gt=0, description="most seconds between parts of a request body "
+                                  "(a body shorter than its Content-Length is answered 408, not waited for)")
 
 
 class KafkaConsumerSettings(BaseModel):

@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
-from civicbus.auth import CurrentPrincipal
+from civicbus.auth import Submitter
 from civicbus.events import (
     AlarmSubmission,
     ComplaintSubmission,
@@ -93,14 +93,14 @@ async def accept(request: Request, submission: Submission, sender: str, idempote
 
 @router.post("/complaints", status_code=202, response_model=Accepted, summary="Accept a complaint (受理投诉)")
 async def post_complaint(
-    submission: ComplaintSubmission, request: Request, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+    submission: ComplaintSubmission, request: Request, principal: Submitter, idempotency_key: IdempotencyKey = None
 ) -> Accepted:
     return await accept(request, submission, principal.name, idempotency_key)
 
 
 @router.post("/alarms", status_code=202, response_model=Accepted, summary="Accept an alarm (接收告警/警情)")
 async def post_alarm(
-    submission: AlarmSubmission, request: Request, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+    submission: AlarmSubmission, request: Request, principal: Submitter, idempotency_key: IdempotencyKey = None
 ) -> Accepted:
     return await accept(request, submission, principal.name, idempotency_key)
 
@@ -109,7 +109,7 @@ async def post_alarm(
 async def post_inspection(
     submission: InspectionSubmission,
     request: Request,
-    principal: CurrentPrincipal,
+    principal: Submitter,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
     return await accept(request, submission, principal.name, idempotency_key)
@@ -127,7 +127,7 @@ async def post_inspection(
     ),
 )
 async def post_work_order(
-    platform: str, order: dict[str, Any], request: Request, principal: CurrentPrincipal
+    platform: str, order: dict[str, Any], request: Request, principal: Submitter
 ) -> Accepted:
     if platform not in admission(request).mappings:
         raise HTTPException(404, detail=f"未配置的上游平台 {platform!r} (no mapping for this platform)")
@@ -175,7 +175,7 @@ def _parse_batch(body: bytes, content_type: str) -> list[Any]:
         f"{MAX_BATCH_ITEMS} items."
     ),
 )
-async def post_batch(request: Request, principal: CurrentPrincipal) -> BatchAnswer:
+async def post_batch(request: Request, principal: Submitter) -> BatchAnswer:
     items = _parse_batch(await request.body(), request.headers.get("content-type", ""))
     if len(items) > MAX_BATCH_ITEMS:
         raise HTTPException(413, detail=f"批量条数过多：上限 {MAX_BATCH_ITEMS} 条 (too many items)")

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from civicbus.privacy import mask_personal_data
 from civicbus.service import Runtime, service_app
 from civicbus.settings import IntakeSettings
 
@@ -51,8 +52,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
 
 async def refuse_invalid_request(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's own 422 answer, except that an echoed NaN or infinity (Python's JSON parser reads them, JSON cannot
-    carry them back) is echoed as text: the field is named instead of the answer failing as a 500."""
+    """FastAPI's own 422 answer, except that what it echoes must be answerable: a NaN or infinity (Python's JSON
+    parser reads them, JSON cannot carry them back) is echoed as text, a lone surrogate (``\ud800``, which JSON
+    escapes allow and UTF-8 cannot encode) as ``?`` — the field is named instead of the answer failing as a 500
+    whose traceback quotes the body. Echoed input is masked (``civicbus/privacy.py``) like anything else that
+    leaves."""
     assert isinstance(error, RequestValidationError)
     return JSONResponse({"detail": _finite_json(jsonable_encoder(error.errors()))}, status_code=422)
 
@@ -60,6 +64,8 @@ async def refuse_invalid_request(request: Request, error: Exception) -> JSONResp
 def _finite_json(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return mask_personal_data(value.encode("utf-8", "replace").decode())
     if isinstance(value, dict):
         return {key: _finite_json(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from civicbus.auth import CurrentPrincipal
-from civicbus.events import Action, Actor, Amount, Moment, ReturnReason, Satisfaction, TicketCommand, derived_event_id
+from civicbus.events import Action, Actor, Amount, Moment, WebUrl, ReturnReason, Satisfaction, TicketCommand, derived_event_id
 from civicbus.mongo import COMMAND_RESULTS
 from civicbus.refusals import REFUSAL_TEXTS
 from civicbus.service import RETRY_AFTER_S
@@ -61,7 +61,7 @@ class ExtensionDecisionBody(CommandBody):
 
 class ResolveBody(CommandBody):
     result: str = Field(min_length=1, max_length=5000, description="办结情况")
-    attachments: list[Annotated[str, Field(max_length=500)]] = Field(default=[], max_length=20, description="URLs")
+    attachments: list[WebUrl] = Field(default=[], max_length=20, description="http(s) URLs")
     amount_recovered: Amount | None = Field(default=None, description="追回金额 (yuan), e.g. wages paid (欠薪)")
 
 
@@ -85,7 +85,10 @@ class CommandAnswer(BaseModel):
 
 
 # The kernel's limit on a ticket id: a longer one is refused here with 422, not found broken inside the handler.
-TicketId = Annotated[str, Path(min_length=1, max_length=64, description="工单号 (ticket id)")]
+# Nor blank: the kernel strips it to nothing.
+TicketId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$", description="工单号 (ticket id)")]
+# An id is printable ASCII (it goes back in the Location header, which is Latin-1).
+CommandPath = Annotated[str, Path(max_length=100, pattern=r"^[!-~]+$", description="指令号 (command id)")]
 CommandId = Annotated[
     str | None, Header(alias="Command-Id", max_length=100, description="idempotency key of the command")
 ]
@@ -205,6 +208,6 @@ async def reassign(ticket_id: TicketId, body: ReassignBody, request: Request, pr
 
 
 @router.get("/commands/{command_id}", response_model=CommandAnswer, summary="What became of a command (指令结果)")
-async def get_command(command_id: str, request: Request, _: CurrentPrincipal) -> JSONResponse:
+async def get_command(command_id: CommandPath, request: Request, _: CurrentPrincipal) -> JSONResponse:
     record = await request.app.state.runtime.db[COMMAND_RESULTS].find_one({"_id": command_id})
     return _answer(command_id, record)

@@ -11,8 +11,10 @@ transition a citizen hears of: open, in_progress, fixed, closed). Errors are the
 A posted request is a complaint (channel ``open311``) admitted like every other submission; the chosen service
 decides the category as a 12345 category code would. It is answered with its ``service_request_id`` at once —
 intake answers after Kafka acknowledged the event — so tokens are only a courtesy: a token is the request id.
-GET endpoints need no key (Open311 reads are public) and expose no personal data; POST needs an ``api_key``
-(a civicbus API key).
+GET endpoints need no key (Open311 reads are public) and expose no personal data: what a request keeps —
+description, address, media_url (its query string too), status notes — is stored and served masked
+(``civicbus/privacy.py``), the caller's own name included wherever it recurs; POST needs an ``api_key`` (a civicbus
+API key).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from civicbus.auth import KeyStore
-from civicbus.events import ComplaintSubmission, Location, utcnow
-from civicbus.logs import get_logger, mask_personal_data
+from civicbus.auth import SUBMITTERS, Role, authenticate
+from civicbus.events import EARLIEST, LATEST, ComplaintSubmission, Location, utcnow
+from civicbus.logs import get_logger
+from civicbus.privacy import mask_personal_data, mask_url
 from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import EVENTS
 
@@ -59,6 +62,7 @@ REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name"
 
 
 MAX_DESCRIPTION = 4000  # GeoReport v2: "description … up to 4,000 characters"
+OPEN311_SUBMITTERS = (*SUBMITTERS, Role.open311)  # the keys issued for Open311 clients post only here
 MAX_MEDIA_URL = 200  # it becomes a label, and labels are short texts
 
 
@@ -167,6 +171,8 @@ def _parse_datetime(name: str, value: str) -> datetime:
         raise Open311Error(400, f"{name} 应为 ISO 8601 时间，如 2026-11-25T08:00:00+08:00 (not a datetime)") from error
     if moment.tzinfo is None:
         raise Open311Error(400, f"{name} 须带时区，如 +08:00 或 Z (a timezone is required)")
+    if not EARLIEST <= moment < LATEST:  # 0001-01-01T00:00:00+14:00 is not even a UTC time
+        raise Open311Error(400, f"{name} 须在 1970-01-01 至 2100-01-01 之间 (must be between 1970 and 2100)")
     return moment
 
 
@@ -185,7 +191,11 @@ def _positive(name: str, value: str | None, default: int, most: int) -> int:
 def _request_view(document: dict[str, Any]) -> dict[str, Any]:
     view = {name: document.get(name) for name in REQUEST_FIELDS}
     view["service_request_id"] = document["_id"]
-    view["media_url"] = document.get("media_url") or None  # the spec's schemas allow a URI or null, never ""
+    # Public: masked again as served, so requests recorded before a form was known to the policy are masked too.
+    for name in ("description", "address", "status_notes"):
+        view[name] = mask_personal_data(view[name] or "")
+    # The spec's schemas allow a URI or null, never "".
+    view["media_url"] = mask_url(document["media_url"]) if document.get("media_url") else None
     return view
 
 
@@ -267,7 +277,7 @@ async def service_request_updates(request: Request, fmt: str) -> Response:
     updates = [
         {"update_id": document["_id"], "service_request_id": document["service_request_id"],
          "status": document["status"], "updated_datetime": document["updated_datetime"],
-         "description": document["description"], "media_url": document.get("media_url") or None}
+         "description": mask_personal_data(document["description"]), "media_url": document.get("media_url") or None}
         for document in await _store(request).updates_between(start, end)
     ]
     return render(fmt, "service_requests_updates", "request_update", updates, _zone(request))
@@ -364,10 +374,12 @@ async def post_request(request: Request, fmt: str) -> Response:
     _check_format(fmt)
     form = await request.form()
     key = _field(form, "api_key") or request.headers.get("X-API-Key", "")
-    key_store: KeyStore = request.app.state.key_store
-    principal = await key_store.find(key) if key else None
+    principal = await authenticate(request, key)
     if principal is None:
         raise Open311Error(403, "api_key 缺失或无效 (api_key missing or invalid)")
+    if principal.role not in OPEN311_SUBMITTERS:
+        raise Open311Error(403, "无权提交诉求：需要 system、admin 或 open311 角色的密钥 "
+                                "(this api_key may not post requests)")
     _check_jurisdiction(request, _field(form, "jurisdiction_id"))
     code = _field(form, "service_code")
     if not code:
@@ -413,18 +425,20 @@ async def post_request(request: Request, fmt: str) -> Response:
 
     store = _store(request)
     now = utcnow()
+    last, first = _field(form, "last_name"), _field(form, "first_name")
+    names = (last + first, last, first)  # the caller's own name, masked wherever the caller repeated it
     # Recorded before the event is published, so its ticket's first transition always finds it; shown once Kafka
     # has acknowledged the event. A retried POST (the same event) finds it recorded and publishes again.
     await store.record(event.event_id, {
         "service_code": service.code,
         "service_name": service.name,
-        "description": mask_personal_data(description),
-        "address": address,
-        "address_id": address_id,
+        "description": mask_personal_data(description, names),
+        "address": mask_personal_data(address, names),
+        "address_id": mask_personal_data(address_id, names),
         "zipcode": "",
         "lat": location.lat if location else None,
         "long": location.lon if location else None,
-        "media_url": media_url,
+        "media_url": mask_url(media_url),
         "requested_datetime": now,
         "updated_datetime": now,
         "status": "open",

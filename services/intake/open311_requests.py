@@ -8,8 +8,9 @@ this small copy instead of asking triage.
 One writer per document, with any number of intake replicas: the request (``open311_requests``) is written by the
 POST that made it; its status (``open311_status``, same ``_id``) only by the consumer of its ticket's partition of
 ``civic.tickets``; the two are merged when read (FerretDB v1 updates by read-modify-write, so a POST and a ticket
-event updating one document at once would lose one of them). Nothing personal is stored: no phone, no e-mail, no name, and the
-description is kept with phone and ID numbers masked — GET requests is public, as Open311 intends.
+event updating one document at once would lose one of them). Nothing personal is stored: no phone, no e-mail, no
+name, and the description, address, media_url and status notes are kept masked (``civicbus/privacy.py``) — GET
+requests is public, as Open311 intends.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pymongo.operations import UpdateOne
 
 from civicbus.events import STATE_NAMES, EventKind, TicketEvent, TicketState
 from civicbus.kafka import BatchOutcome, Consumed
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_personal_data
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 from civicbus.service import Runtime
 from civicbus.topics import TICKETS

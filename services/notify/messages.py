@@ -22,7 +22,7 @@ import jinja2
 
 from civicbus.district import District, Leader, LeaderRole
 from civicbus.events import PENDING_STATES, EventKind, Severity, Ticket, TicketEvent, TicketState
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_personal_data
 
 SEVERITY_NAMES = {Severity.low: "一般", Severity.normal: "普通", Severity.high: "紧急", Severity.critical: "特急"}
 DIGEST_LINES = 50

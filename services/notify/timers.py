@@ -127,8 +127,10 @@ class Timers:
             closed = {ticket_id: "" for ticket_id in newer.keys() - opened.keys()}
             await upsert_by_id(self._db[OPEN], {open_id(partition): {
                 **({"$set": opened} if opened else {}), **({"$unset": closed} if closed else {})}})
+            # Without the caller's phone: no message shows it, and only triage's tickets keep it (README).
             await upsert_by_id(self._db[TICKETS], {
-                ticket_id: {"$set": {"version": ticket.version, "ticket": ticket.model_dump(mode="json")}}
+                ticket_id: {"$set": {"version": ticket.version,
+                                     "ticket": ticket.model_dump(mode="json", exclude={"caller_phone"})}}
                 for ticket_id, ticket in newer.items()
             })
         await self._pipeline.timers.file(((timer.at, timer.entry()) for timer in timers), self._clock(), partition)

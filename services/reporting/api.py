@@ -7,11 +7,14 @@ nothing about tickets it has no part in). ``system`` keys (upstream systems) may
 
 Personal data (个人信息最小化): the caller's phone number is there for the 回访 callback, so only those who call back
 see it whole — ``admin`` keys and the unit keys of the lead unit and of the dispatcher (综治中心). Everyone else,
-leaders and auditors included, reads phone and ID numbers masked, in every field of the ticket and its timeline.
+leaders and auditors included, reads phone and ID numbers, e-mails and names masked (``civicbus/privacy.py``), in
+every field of the ticket and its timeline and in the overdue and recurring lists; a search (``q``) matches only
+what the reader is shown, so it cannot confirm a number the answer hides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -19,13 +22,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from civicbus.auth import Principal, Role, require_roles
 from civicbus.district import UnitKind
-from civicbus.logs import mask_personal_data
+from civicbus.privacy import mask_record
 from civicbus.topics import TICKETS
 
 from .figures import FigureBook
 from .report import Granularity, Period, PeriodKind, ReportFilter, Reports, Scope
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
+MAX_SKIP = 1_000_000
 _reading_roles = require_roles(Role.leader, Role.admin, Role.auditor, Role.unit)
 
 
@@ -77,21 +81,17 @@ def _viewer(principal: Principal) -> str:
     return principal.unit if principal.role is Role.unit else ""
 
 
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_personal_data(value)
-    if isinstance(value, dict):
-        return {key: _masked(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
-
-
 def _for(principal: Principal, ticket: dict[str, Any], dispatcher: str) -> dict[str, Any]:
-    """The ticket as this reader may see it: whole for those who make the callback, personal data masked else."""
+    """The ticket (or a list's item) as this reader may see it: whole for those who make the callback, personal
+    data masked else."""
     calls_back = principal.role is Role.admin or (
         principal.role is Role.unit and principal.unit in (ticket.get("lead_unit"), dispatcher))
-    return ticket if calls_back else _masked(ticket)
+    return ticket if calls_back else mask_record(ticket)
+
+
+def _shown_to(principal: Principal, request: Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    dispatcher = request.app.state.runtime.district.dispatcher.id
+    return lambda ticket: _for(principal, ticket, dispatcher)
 
 
 def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
@@ -179,7 +179,8 @@ async def trend(
 }))
 async def overdue(request: Request, principal: Reader, where: FilterParam) -> dict[str, Any]:
     """Most overdue first; ``overdue_hours`` are calendar hours past the deadline, now."""
-    return await _reports(request).overdue(where, _viewer(principal))
+    found = await _reports(request).overdue(where, _viewer(principal))
+    return {**found, "items": [*map(_shown_to(principal, request), found["items"])]}
 
 
 @router.get("/recurring", summary="Problems that keep coming back (重复件与反弹)", responses=_example({
@@ -190,7 +191,8 @@ async def overdue(request: Request, principal: Reader, where: FilterParam) -> di
                "reopened": 1}],
 }))
 async def recurring(request: Request, principal: Reader, period: PeriodParam, where: FilterParam) -> dict[str, Any]:
-    return await _reports(request).recurring(period, where, _viewer(principal))
+    found = await _reports(request).recurring(period, where, _viewer(principal))
+    return {**found, "items": [*map(_shown_to(principal, request), found["items"])]}
 
 
 _TICKET_EVENT = TICKETS.examples[0]
@@ -210,7 +212,7 @@ async def get_ticket(ticket_id: str, request: Request, principal: Reader) -> dic
     ticket = await _reports(request).ticket(ticket_id, _viewer(principal))
     if ticket is None:
         raise HTTPException(404, detail=f"工单 {ticket_id} 不存在 (no such ticket)")
-    return _for(principal, ticket, request.app.state.runtime.district.dispatcher.id)
+    return _shown_to(principal, request)(ticket)
 
 
 @router.get("/tickets", summary="Tickets, newest first, filtered, paged (工单查询)",
@@ -223,14 +225,15 @@ async def list_tickets(
     at: Annotated[date | None, Query(description="a day inside the period")] = None,
     since: Annotated[date | None, Query(description="custom: first day")] = None,
     until: Annotated[date | None, Query(description="custom: last day")] = None,
-    q: Annotated[str, Query(max_length=100, description="text in the number, title or content")] = "",
+    q: Annotated[str, Query(max_length=100, description="text in the number, title or content, as the reader "
+                                                        "is shown them (a masked number is not found)")] = "",
     state: Annotated[str, Query(description="routed, manual, acknowledged, resolved, closed")] = "",
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="tickets to pass over (MongoDB takes a 64-bit "
+                                                              "integer; paging this deep is never meant)")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """``unit`` selects the lead unit; a unit key sees the tickets it leads or assists."""
     reports = _reports(request)
     created_in = reports.period(period, at, since, until) if period else None
-    found = await reports.tickets(where, created_in, q, state, skip, limit, _viewer(principal))
-    dispatcher = request.app.state.runtime.district.dispatcher.id
-    return {**found, "items": [_for(principal, item, dispatcher) for item in found["items"]]}
+    return await reports.tickets(where, created_in, q, state, skip, limit, _viewer(principal),
+                                 shown=_shown_to(principal, request))

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -188,6 +189,8 @@ def _header(sheet: Worksheet, row: int, names: Sequence[str]) -> None:
 
 def _row(sheet: Worksheet, row: int, values: Sequence[Any], formats: Sequence[str | None] = ()) -> None:
     for column, value in enumerate(values, start=1):
+        if isinstance(value, str):  # a control character a citizen typed is one XML 1.0 forbids: openpyxl refuses it
+            value = ILLEGAL_CHARACTERS_RE.sub("", value)
         cell = sheet.cell(row, column, value)
         cell.border = _BORDER
         number_format = formats[column - 1] if column - 1 < len(formats) else None
@@ -208,7 +211,22 @@ def _change_format(unit: str) -> str:
     return CHANGE_FORMAT if unit == "rate" else "+0.0;-0.0;0.0"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(workbook: Workbook) -> None:
+    """Formula injection: a complaint titled ``=HYPERLINK(…)`` must not become a live formula. Every cell a
+    spreadsheet could read as one is written as text, marked (quotePrefix) so that editing it keeps it text."""
+    for sheet in workbook.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and cell.value.startswith(FORMULA_STARTS):
+                    cell.data_type = "s"
+                    cell.quotePrefix = True
+
+
 def _saved(workbook: Workbook) -> bytes:
+    _as_text(workbook)
     buffer = BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

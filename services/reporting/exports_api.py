@@ -2,7 +2,8 @@
 (季度考核表), built by ``exports.py`` from the same ``Reports`` methods the JSON API answers with.
 
 They compare every unit with its peers, so only keys that may see every unit get them: leader, admin and auditor
-(a unit key gets 403).
+(a unit key gets 403). A report is printed and passed round the meeting, so the tickets it lists show personal
+data masked whoever downloads it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from civicbus.auth import Principal, Role, require_roles
+from civicbus.privacy import mask_record
 
 from .exports import (
     UNIT_KIND_NAMES,
@@ -60,8 +62,8 @@ async def _weekly_of(reports: Reports, period: Period, where: ReportFilter, rank
         district=reports.district.name,
         summary=await reports.summary(period, where),
         trend=await reports.trend("week", WEEKS_OF_TREND, period.until, where),
-        overdue=await reports.overdue(where),
-        recurring=await reports.recurring(period, where),
+        overdue=mask_record(await reports.overdue(where)),
+        recurring=mask_record(await reports.recurring(period, where)),
         rankings=await _peer_rankings(reports, period, where, rank_by),
         generated_at=datetime.now(reports.zone),
         timezone=reports.district.timezone,

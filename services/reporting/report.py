@@ -450,8 +450,11 @@ class Reports:
         return {"period": period.as_json(), "total": len(items), "items": items}
 
     async def tickets(self, where: ReportFilter = ReportFilter(), period: Period | None = None, q: str = "",
-                      state: str = "", skip: int = 0, limit: int = 50, viewer_unit: str = "") -> dict[str, Any]:
-        """Tickets newest first; ``period`` on the day they were created; ``q`` in number, title or content."""
+                      state: str = "", skip: int = 0, limit: int = 50, viewer_unit: str = "",
+                      shown: Callable[[dict[str, Any]], dict[str, Any]] = lambda ticket: ticket) -> dict[str, Any]:
+        """Tickets newest first, each as ``shown`` to the reader (personal data masked or not); ``period`` on the
+        day they were created; ``q`` in number, title or content as shown — a number the reader sees masked is not
+        found, or the search would confirm what the answer hides."""
         query = self._ticket_query(where, viewer_unit)
         if period is not None:
             start, end = period.bounds(self.zone)
@@ -461,10 +464,15 @@ class Reports:
         if q:
             text = {"$regex": re.escape(q)}
             query["$and"].append({"$or": [{"ticket_id": text}, {"title": text}, {"content": text}]})
-        total = await self._views.count_documents(query)
         cursor = self._views.find(query, projection={"_id": 0, "timeline": 0, "notifications": 0})
-        items = [item async for item in cursor.sort("created_at", DESCENDING).skip(skip).limit(limit)]
-        return {"total": total, "skip": skip, "limit": limit, "items": items}
+        if not q:
+            total = await self._views.count_documents(query)
+            items = [shown(item) async for item in cursor.sort("created_at", DESCENDING).skip(skip).limit(limit)]
+            return {"total": total, "skip": skip, "limit": limit, "items": items}
+        # The store narrows by the stored text; what the reader is shown decides (and so pages and counts).
+        found = [item async for item in (shown(stored) async for stored in cursor.sort("created_at", DESCENDING))
+                 if any(q in item.get(field, "") for field in ("ticket_id", "title", "content"))]
+        return {"total": len(found), "skip": skip, "limit": limit, "items": found[skip:skip + limit]}
 
     async def ticket(self, ticket_id: str, viewer_unit: str = "") -> dict[str, Any] | None:
         """A ticket with its timeline and notifications; None when missing or, for a unit, not its own."""

@@ -7,6 +7,8 @@ publish), then applied to the ticket (which remembers the command ids it applied
 read again — a redelivery, or the same command id sent twice — finds its decision record: the ticket is brought up
 to it if the crash came before, its events are published again under the same ids, and nothing else happens.
 Intake reads the decision record to answer the caller, once it is marked settled (the ticket written and announced).
+A dispatcher's 改派 that teaches the classifier (learned.correction_of) is recorded before its decision record, so a
+redelivery that finds no decision record derives it again under the same id.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import EventKind, Ticket, TicketCommand, TicketEvent, derived_event_id
+from civicbus.events import Action, EventKind, Ticket, TicketCommand, TicketEvent, derived_event_id
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
 from civicbus.mongo import COMMAND_RESULTS, bulk_write, find_by_ids, insert_missing
+from civicbus.refusals import RefusalCode
 from civicbus.topics import TICKETS
 
 from .decide import TriageEngine
+from .learned import CORRECTIONS_COLLECTION, correction_of
 from .lifecycle import Applied, Refused, apply
 from .overdue import file_deadlines
 from .redispatch import rerouted, with_new_deadlines
 from .store import TICKETS_COLLECTION, StoredTicket, TicketStore
 
-# Fields a command never sets: the events consumer owns them (grouping), or they are bookkeeping.
-_NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats"}
+# Fields a command never sets: the events consumer owns them (grouping), they are bookkeeping, or personal data
+# that only the ticket keeps (decision records hold no caller_phone, README).
+_NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats", "caller_phone"}
 
 
 def decision_record(command: TicketCommand, outcome: Applied | Refused, events: list[TicketEvent]) -> dict[str, Any]:
@@ -39,7 +44,7 @@ def decision_record(command: TicketCommand, outcome: Applied | Refused, events: 
         "action": str(command.action),
         "actor": command.actor.model_dump(),
         "decided_at": datetime.now(UTC),
-        "events": [event.model_dump(mode="json") for event in events],
+        "events": [event.model_dump(mode="json", exclude={"ticket": {"caller_phone"}}) for event in events],
     }
     if isinstance(outcome, Refused):
         record |= {"status": "refused", "code": str(outcome.code), "message": outcome.message,
@@ -58,6 +63,7 @@ class CommandHandler:
         self._publisher = publisher
         self._results = db[COMMAND_RESULTS]
         self._tickets = db[TICKETS_COLLECTION]
+        self._corrections = db[CORRECTIONS_COLLECTION]
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -72,13 +78,14 @@ class CommandHandler:
         now = datetime.now(UTC)
 
         records: dict[str, dict[str, Any]] = {}
+        corrections: dict[str, dict[str, Any]] = {}
         to_publish: list[TicketEvent] = []
         for command_id, command in commands.items():
             if command_id in decided:
                 outcome.duplicates += 1
-                replayed = [TicketEvent.model_validate(event) for event in decided[command_id]["events"]]
-                to_publish.extend(replayed)
                 holder = stored.get(command.ticket_id)
+                replayed = _with_caller_phone(decided[command_id]["events"], holder)
+                to_publish.extend(replayed)
                 if decided[command_id]["status"] == "applied" and holder is not None \
                         and command_id not in holder.applied_commands:
                     # Decided, but the ticket was not written before a crash: later commands of this batch act on
@@ -87,17 +94,24 @@ class CommandHandler:
                 continue
             events = []
             try:
-                result = apply(current.get(command.ticket_id), command, now, engine.district)
+                before = current.get(command.ticket_id)
+                result = apply(before, command, now, engine.district)
                 if isinstance(result, Applied):
                     ticket = result.ticket
                     if result.reroute:
                         ticket = rerouted(engine, ticket, now)
                     elif result.new_deadlines:
                         ticket = with_new_deadlines(engine, ticket, now)
+                    if command.action is Action.reassign and before is not None:
+                        correction = correction_of(before, ticket, command, engine.district, engine.router)
+                        if correction is not None:
+                            corrections[command_id] = correction
                     current[command.ticket_id] = ticket
                     events.append(self._event(command, result.kind, ticket, result.note, deadline=result.deadline))
-                elif command.ticket_id in current and command.actor.role != "system":
-                    # The refusal is part of the ticket's audit trail too.
+                elif command.ticket_id in current and command.actor.role != "system" \
+                        and result.code is not RefusalCode.ticket_not_found:
+                    # The refusal is part of the ticket's audit trail too; not one to a key for which the ticket
+                    # does not exist (lifecycle: a unit with no business with it).
                     events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
                                               result.message, refusal_code=str(result.code)))
             except Exception as error:  # a datum this code did not foresee: that command, not the batch
@@ -107,6 +121,7 @@ class CommandHandler:
             records[command_id] = decision_record(command, result, events)
             to_publish.extend(events)
 
+        await insert_missing(self._corrections, corrections)
         await insert_missing(self._results, records)
         writer = {item.event.ticket_id: item.record.partition for item in batch}
         await self._bring_tickets_up_to(commands, {**decided, **records}, stored, writer)
@@ -165,3 +180,10 @@ class CommandHandler:
             refusal_code=refusal_code,
             deadline=deadline,  # type: ignore[arg-type]
         )
+
+
+def _with_caller_phone(recorded: list[dict[str, Any]], holder: StoredTicket | None) -> list[TicketEvent]:
+    """A decision record's events as first published: the record leaves out the caller's phone, the ticket has it."""
+    phone = holder.ticket.caller_phone if holder is not None else ""
+    return [event.model_copy(update={"ticket": event.ticket.model_copy(update={"caller_phone": phone})})
+            for event in map(TicketEvent.model_validate, recorded)]

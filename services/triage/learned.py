@@ -42,6 +42,7 @@ import yaml
 from civicbus.district import District, DistrictConfigError
 from civicbus.events import EventKind, Ticket, TicketCommand, TicketState
 from civicbus.logs import get_logger
+from civicbus.privacy import mask_personal_data
 
 MODEL_FORMAT = "civicbus.classifier/2"
 """Marks a joblib file as a civicbus classifier; a change that old code cannot read gets a new number."""
@@ -779,7 +780,8 @@ def correction_of(
     return {
         "ticket_id": before.ticket_id,
         "command_id": command.event_id,
-        "text": before.content if title_is_excerpt else f"{before.title} {before.content}",
+        # Training data keeps no personal data: a number the citizen typed teaches the model nothing anyway.
+        "text": mask_personal_data(before.content if title_is_excerpt else f"{before.title} {before.content}"),
         "label": label,
         "original": before.category,
         "model_label": evidence.model_label,

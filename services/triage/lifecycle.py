@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from civicbus.district import District
 from civicbus.events import (
@@ -81,6 +82,13 @@ def _involved(command: TicketCommand, ticket: Ticket, district: District) -> boo
     )
 
 
+def _stranger(command: TicketCommand, ticket: Ticket, district: District) -> bool:
+    """A key with no business with the ticket: a unit neither leading, assisting nor dispatching (reporting hides
+    the ticket from it too), or an Open311 client's key."""
+    role = command.actor.role
+    return role == "open311" or (role == "unit" and not _involved(command, ticket, district))
+
+
 def _wrong_state(ticket: Ticket, wanted: str) -> Refused:
     return Refused(RefusalCode.wrong_state, f"当前为“{STATE_NAMES[ticket.state]}”，{wanted}")
 
@@ -90,8 +98,9 @@ def _changed(ticket: Ticket, **fields: object) -> Ticket:
 
 
 def apply(ticket: Ticket | None, command: TicketCommand, now: datetime, district: District) -> Outcome:
-    """The ticket after ``command`` at ``now``, or why the command is refused."""
-    if ticket is None:
+    """The ticket after ``command`` at ``now``, or why the command is refused. To a stranger (:func:`_stranger`)
+    the ticket does not exist: the refusal says neither that it does nor in which state it is."""
+    if ticket is None or _stranger(command, ticket, district):
         return Refused(RefusalCode.ticket_not_found, command.ticket_id)
     handler = _HANDLERS[command.action]
     return handler(ticket, command, now, district)
@@ -151,7 +160,8 @@ def _decide_extension(ticket: Ticket, command: TicketCommand, now: datetime, dis
         return Refused(RefusalCode.missing_field, "须注明同意或不同意")
     if command.grant:
         changed = _changed(ticket, pending_extension=None, resolve_due=ticket.pending_extension.until)
-        note = f"同意延期至 {ticket.pending_extension.until.isoformat()}"
+        until = ticket.pending_extension.until.astimezone(ZoneInfo(district.timezone))  # as people read it
+        note = f"同意延期至 {until:%Y-%m-%d %H:%M}"
     else:
         changed = _changed(ticket, pending_extension=None)
         note = "不同意延期"

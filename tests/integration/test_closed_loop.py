@@ -56,7 +56,8 @@ async def test_every_transition_and_refusal_by_http(http, services, mongo, keys)
     early = await go("resolve", "laobao", {"result": "已处理"})
     assert early.status_code == 409
     assert early.json()["code"] == "wrong_state" and "须先签收" in early.json()["message"]
-    assert (await go("sign-for", "sifa")).json()["code"] == "not_allowed"
+    # A unit with no business with the ticket is told it does not exist, and nothing is written on it.
+    assert (await go("sign-for", "sifa")).json()["code"] == "ticket_not_found"
 
     signed = await go("sign-for", "laobao", {"note": "已安排人员"}, command_id="sign-1")
     assert signed.status_code == 200 and signed.json()["state"] == "acknowledged"
@@ -81,13 +82,15 @@ async def test_every_transition_and_refusal_by_http(http, services, mongo, keys)
 
     stored = await mongo["tickets"].find_one({"_id": ticket_id})
     assert stored["reopen_count"] == 1 and stored["rework_count"] == 1 and stored["supervision_count"] == 1
-    assert stored["resolve_due"] != ticket["resolve_due"]
+    # Reopening set new deadlines from now: not the extension's (30 days out), never earlier than the first ones
+    # (after office hours both count from the next working morning, so they may be equal).
+    assert ticket["resolve_due"] <= stored["resolve_due"] < datetime.fromisoformat(until)
 
     reporting = services["reporting"].base_url
 
     async def full_timeline() -> list | None:
         view = (await http.get(f"{reporting}/v1/tickets/{ticket_id}")).json()
-        return view["timeline"] if len(view.get("timeline", [])) >= 15 else None
+        return view["timeline"] if len(view.get("timeline", [])) >= 14 else None
 
     async def explain() -> str:
         view = (await http.get(f"{reporting}/v1/tickets/{ticket_id}")).json()
@@ -96,7 +99,7 @@ async def test_every_transition_and_refusal_by_http(http, services, mongo, keys)
     timeline = await eventually(full_timeline, what="every transition and refusal on the timeline", explain=explain)
     kinds = [entry["kind"] for entry in sorted(timeline, key=lambda entry: entry["at"])]
     assert kinds.count("ticket.acknowledged") == 1, "the repeated sign-for changed nothing"
-    assert kinds.count("ticket.command_refused") == 4
+    assert kinds.count("ticket.command_refused") == 3
     assert {"ticket.extension_requested", "ticket.extension_decided", "ticket.note_added", "ticket.supervised",
             "ticket.resolved", "ticket.callback_recorded", "ticket.reopened"} <= set(kinds)
     refusal = next(entry for entry in timeline if entry["refusal_code"] == "wrong_state")

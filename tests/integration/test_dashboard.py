@@ -51,6 +51,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 SOURCE = f"dashboard.{uuid.uuid4().hex[:8]}"
 WEEK_DAY = "2026-10-14"  # a day of the scenario's week
 CHROMIUM = Path("/usr/bin/chromium")
+CSP_WATCH = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+    (event) => window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`));"""
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 AREA_NAMES = {"xixi": "西溪村", "nantang": "南塘村", "xinghe": "星河社区", "yongfeng": "永丰村"}
 # Skipped on a developer's machine without Chromium; never in CI (CI=true), where a skip would hide the proof.
@@ -210,12 +213,18 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         context = await browser.new_context(viewport={"width": 1600, "height": 1250}, locale="zh-CN",
                                             timezone_id="Europe/London")
+        # The page runs under its Content-Security-Policy: whatever it blocks is reported here (both ways). Waits
+        # are arrow functions: a bare expression would be eval'd in the page, which the policy forbids.
+        await context.add_init_script(CSP_WATCH)
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text)
+                if message.type == "error" and "Content Security Policy" in message.text else None)
         try:
             # Without a key: a clear prompt in Chinese, and no data.
-            await page.goto(f"{reporting_url}/dashboard?{query}")
+            served = await page.goto(f"{reporting_url}/dashboard?{query}")
+            assert "script-src 'self';" in served.headers["content-security-policy"]
             prompt = page.locator("#key-prompt")
             await prompt.wait_for(state="visible")
             assert "请输入 API 密钥" in await prompt.inner_text()
@@ -225,9 +234,9 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
             # out of the address bar and kept in the tab's session only.
             await page.fill("#key-input", "cbk_wrong")
             await page.click("#key-form button[type=submit]")
-            await page.wait_for_function("document.getElementById('key-message').textContent.includes('无效')")
+            await page.wait_for_function("() => document.getElementById('key-message').textContent.includes('无效')")
             await page.goto(f"{reporting_url}/dashboard?{query}#key={api_key}")
-            await page.wait_for_function("Number(document.body.dataset.loads) >= 1")
+            await page.wait_for_function("() => Number(document.body.dataset.loads) >= 1")
             assert api_key not in page.url
             assert await page.evaluate("sessionStorage.getItem('civicbus.apiKey')") == api_key
             assert await page.locator("#key-prompt").is_hidden()
@@ -285,7 +294,7 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
             loads = int(await page.get_attribute("body", "data-loads"))
             await publish_stories(stack, mongo, [LATE_ARRIVAL], "the late ticket")
             await page.wait_for_function(
-                "document.querySelector('.kpi[data-code=\"created\"]').dataset.value === '6'", timeout=60_000)
+                "() => document.querySelector('.kpi[data-code=\"created\"]').dataset.value === '6'", timeout=60_000)
             assert await page.evaluate("window.notReloaded") is True
             assert int(await page.get_attribute("body", "data-loads")) > loads
             areas = _chart_rows(await page.evaluate(CHART_ROWS, "areas"))
@@ -293,8 +302,9 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
 
             # Another period from the buttons: the month holds the week before as well.
             await page.click('.periods button[data-period="month"]')
-            await page.wait_for_function("document.body.dataset.period === '2026年10月'")
+            await page.wait_for_function("() => document.body.dataset.period === '2026年10月'")
             assert await page.get_attribute('.kpi[data-code="created"]', "data-value") == "7"
+            assert await page.evaluate("window.cspViolations") == []
             assert not errors, errors
         finally:
             await browser.close()

@@ -37,7 +37,9 @@ def test_a_year_listed_in_part_is_not_known_and_readyz_says_so():
     assert complete.holidays_known(2027) and calendar_notes(complete, date(2026, 11, 30)) == {}
 
 
-def test_the_cli_says_which_festivals_to_add_and_fails_until_they_are():
+def test_the_cli_says_which_festivals_to_add_and_fails_until_they_are(monkeypatch):
+    # In process, the CLI's logging set-up would point every later test's logs at this runner's closed stream.
+    monkeypatch.setattr("civicbus.logs.configure_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(app, ["calendar", "check", str(DEFAULT_CONFIG_DIR), "--year", "2026", "--year", "2027"])
     assert result.exit_code == 1
     assert "✓ 2026" in result.output and "✗ 2027" in result.output

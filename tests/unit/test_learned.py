@@ -425,6 +425,9 @@ def test_a_manual_dispatch_or_a_reassignment_to_another_category_is_a_labelled_e
     assert (found["label"], found["original"], found["kind"], found["unit"]) == (
         "police.dispute", "other", "manual_dispatch", "sifa")  # 司法所 leads one category only
     assert found["text"] == "兄弟三人为赡养老母亲的事吵得不可开交，请帮忙" and found["command_id"] == manual[2].event_id
+    phoned = _reassigned(engine, "兄弟三人为赡养老母亲的事吵得不可开交，请回电13800138000", "sifa")
+    with_phone = correction_of(*phoned, engine.district, engine.router)
+    assert "13800138000" not in with_phone["text"], "training data keeps no personal data"
 
     several = correction_of(*_reassigned(engine, "今天天气不错", "laobao"), engine.district, engine.router)
     assert several is not None and several["label"] == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -73,8 +74,17 @@ def test_resolve_before_sign_for_is_refused_and_changes_nothing(routed, district
     assert refusal.code is RefusalCode.wrong_state and "须先签收" in refusal.message
 
 
-def test_sign_for_by_another_unit_is_refused(routed, district):
-    assert refused(routed, district, Action.sign_for, OTHER_UNIT).code is RefusalCode.not_allowed
+def test_sign_for_by_an_assisting_unit_is_refused(routed, district):
+    assisted = routed.model_copy(update={"assist_units": ["sifa"]})
+    assert refused(assisted, district, Action.sign_for, OTHER_UNIT).code is RefusalCode.not_allowed
+
+
+def test_to_a_unit_with_no_business_with_it_the_ticket_does_not_exist(routed, district):
+    """Whatever it tries, the answer is that of a missing ticket: neither that the ticket exists nor its state."""
+    acknowledged = step(routed, district, Action.sign_for).ticket
+    for ticket, action in ((routed, Action.sign_for), (acknowledged, Action.resolve), (routed, Action.add_note)):
+        refusal = refused(ticket, district, action, OTHER_UNIT, result="done", note="看看")
+        assert (refusal.code, refusal.message) == (RefusalCode.ticket_not_found, "工单不存在：T")
 
 
 def test_extension_only_before_the_deadline_and_only_later_than_it(routed, district):
@@ -87,8 +97,10 @@ def test_extension_only_before_the_deadline_and_only_later_than_it(routed, distr
     requested = step(routed, district, Action.request_extension, note="需协调住建部门", extension_until=until).ticket
     assert requested.pending_extension.until == until
     assert refused(requested, district, Action.decide_extension, LEAD, grant=True).code is RefusalCode.not_allowed
-    granted = step(requested, district, Action.decide_extension, LEADER, grant=True).ticket
-    assert granted.resolve_due == until and granted.pending_extension is None
+    granted = step(requested, district, Action.decide_extension, LEADER, grant=True)
+    assert granted.ticket.resolve_due == until and granted.ticket.pending_extension is None
+    shown = until.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert granted.note.startswith(f"同意延期至 {shown:%Y-%m-%d %H:%M}"), "the timeline says it in the district's time"
 
 
 def test_return_needs_a_reason_and_asks_for_rerouting(routed, district):
