@@ -95,6 +95,54 @@ class TriageHandler:
                 decisions[event.event_id] = triaged.tickets
         items = list(unique.values())
         writer = {item.event.event_id: item.record.partition for item in items}
+        plan, planned = await self._plan(items, fingerprints, decisions)
+        stored_new, existing = await self._create(plan)
+        if existing:
+            # A redelivery: tickets of this batch were made before a crash, maybe with some of their joins and maybe
+            # before their groups pointed at them. Planned again against what is stored, the joins made are skipped
+            # and the others made, whatever the batch looked like the first time.
+            plan, planned = await self._plan(items, fingerprints, decisions)
+            again, existing = await self._create(plan)
+            stored_new = [ticket for ticket in stored_new if ticket.ticket_id not in existing] + again
+        outcome.failed.extend(planned.failed)
+        outcome.duplicates += planned.duplicates
+        await file_deadlines(self.store.db, [(ticket, writer[ticket.source_event_id]) for ticket in stored_new])
+        await self.store.join_alarms(list(plan.alarm_joins.values()))
+        await self.store.join_repeats(plan.repeats)
+        touched = {*plan.joined, *plan.republish_created, *plan.republish_grouped} - existing
+        snapshots = await self.store.get_many(touched)
+
+        # Only a ticket nobody has acted on is still as it was made: a redelivered event republishes its creation;
+        # one that has moved on (a later version) was announced before anybody could act on it.
+        lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new
+                     if ticket.ticket_id not in existing or ticket.version == 1]
+        for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):
+            if ticket_id in snapshots and snapshots[ticket_id].ticket.version == 1:
+                lifecycle.append(self._created(snapshots[ticket_id].ticket, plan.correlation[ticket_id]))
+        # Joins are announced while some are unannounced: a redelivery finding its joins applied announces them if
+        # the crash came before, and says nothing if they were announced already.
+        grouped = [snapshots[ticket_id] for ticket_id in sorted(set(plan.joined) | plan.republish_grouped)
+                   if ticket_id in snapshots and snapshots[ticket_id].unannounced]
+        lifecycle.extend(self._grouped(stored, plan.correlation[stored.ticket.ticket_id]) for stored in grouped)
+        await self._publisher.publish(TICKETS, lifecycle)
+        await self._publisher.publish(COMMANDS, plan.reopens)
+        await self.store.announced(stored.ticket.ticket_id for stored in grouped)
+
+        for ticket in stored_new:
+            if ticket.ticket_id not in existing:
+                TICKETS_ROUTED.labels(str(ticket.state)).inc()
+        outcome.duplicates += len(existing)
+        return outcome
+
+    async def _create(self, plan: _Plan) -> tuple[list[Ticket], set[str]]:
+        return await self.store.create([entry.ticket for entry in plan.new],
+                                       {entry.ticket.ticket_id: entry.offsets for entry in plan.new if entry.offsets})
+
+    async def _plan(
+        self, items: list[Consumed], fingerprints: dict[str, str], decisions: dict[str, list[Ticket]]
+    ) -> tuple[_Plan, BatchOutcome]:
+        """What the batch does to the stored tickets of its groups: tickets to make, joins, recurrences."""
+        outcome = BatchOutcome()
         grouping = self.engine.district.routing.grouping
         window = timedelta(hours=grouping.repeat_window_hours)
         recurrence_window = timedelta(days=grouping.recurrence_window_days)
@@ -103,7 +151,6 @@ class TriageHandler:
             [alarm_group(fingerprint) for fingerprint in fingerprints.values()]
             + [repeat_group(key) for key in repeat_keys.values()]
         )
-
         plan = _Plan()
         for item in items:
             event = item.event
@@ -130,40 +177,7 @@ class TriageHandler:
                 elif stored and stored.ticket.created_at < event.recorded_at - window:
                     stored = None  # an old problem: this complaint starts a new ticket
                 self._plan_event(plan, item, decisions[event.event_id], stored, outcome)
-
-        new_tickets = [entry.ticket for entry in plan.new]
-        stored_new, existing = await self.store.create(
-            new_tickets, {entry.ticket.ticket_id: entry.offsets for entry in plan.new if entry.offsets}
-        )
-        await file_deadlines(self.store.db, [(ticket, writer[ticket.source_event_id]) for ticket in stored_new])
-        # A "new" ticket that existed already was made by a redelivery of this batch: its joins were applied then.
-        await self.store.join_alarms([join for join in plan.alarm_joins.values() if join.ticket_id not in existing])
-        await self.store.join_repeats([(ticket_id, repeat) for ticket_id, repeat in plan.repeats
-                                        if ticket_id not in existing])
-        touched = {*plan.joined, *plan.republish_created, *plan.republish_grouped} - existing
-        snapshots = await self.store.get_many(touched)
-
-        # Only a ticket nobody has acted on is still as it was made: a redelivered event republishes its creation;
-        # one that has moved on (a later version) was announced before anybody could act on it.
-        lifecycle = [self._created(ticket, plan.correlation[ticket.ticket_id]) for ticket in stored_new
-                     if ticket.ticket_id not in existing or ticket.version == 1]
-        for ticket_id in sorted(plan.republish_created - {ticket.ticket_id for ticket in stored_new}):
-            if ticket_id in snapshots and snapshots[ticket_id].ticket.version == 1:
-                lifecycle.append(self._created(snapshots[ticket_id].ticket, plan.correlation[ticket_id]))
-        # Joins are announced while some are unannounced: a redelivery finding its joins applied announces them if
-        # the crash came before, and says nothing if they were announced already.
-        grouped = [snapshots[ticket_id] for ticket_id in sorted(set(plan.joined) | plan.republish_grouped)
-                   if ticket_id in snapshots and snapshots[ticket_id].unannounced]
-        lifecycle.extend(self._grouped(stored, plan.correlation[stored.ticket.ticket_id]) for stored in grouped)
-        await self._publisher.publish(TICKETS, lifecycle)
-        await self._publisher.publish(COMMANDS, plan.reopens)
-        await self.store.announced(stored.ticket.ticket_id for stored in grouped)
-
-        for ticket in stored_new:
-            if ticket.ticket_id not in existing:
-                TICKETS_ROUTED.labels(str(ticket.state)).inc()
-        outcome.duplicates += len(existing)
-        return outcome
+        return plan, outcome
 
     # ----------------------------------------------------------------------- planning, one event at a time
 

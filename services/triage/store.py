@@ -105,10 +105,12 @@ class TicketStore:
                 for ticket in tickets
             },
         )
+        # A ticket made now takes over its groups; one that existed (made before a crash, maybe before its groups
+        # pointed at it) claims only a group that points nowhere — a later ticket of the group keeps it.
         groups = {
-            group: {"$set": {"ticket_id": ticket.ticket_id, "since": ticket.created_at}}
+            group: {"$set" if ticket.ticket_id in created else "$setOnInsert":
+                    {"ticket_id": ticket.ticket_id, "since": ticket.created_at}}
             for ticket in tickets
-            if ticket.ticket_id in created
             for group in self.groups_of(ticket)
         }
         if groups:

@@ -93,3 +93,30 @@ async def test_joins_lost_with_a_crash_are_announced_with_the_next_ones_when_bat
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+async def test_a_ticket_made_before_a_crash_gets_the_joins_the_crash_lost(stack, monkeypatch):
+    """The batch made the ticket, then died before its group pointed at it and before joining the rest of the storm:
+    read again, the ticket exists already; its group must point at it and the joins be made (they were skipped as
+    'applied then', and the next alarms opened a second ticket)."""
+    import services.triage.store as store_module
+
+    client, db, publisher, owner, records = await _owner(stack, 8)
+    upsert = store_module.upsert_by_id
+
+    async def crash(*args, **kwargs):
+        monkeypatch.setattr(store_module, "upsert_by_id", upsert)  # only once
+        raise ConnectionError("died after making the ticket")
+
+    monkeypatch.setattr(store_module, "upsert_by_id", crash)
+    try:
+        with pytest.raises(ConnectionError):
+            await owner(records[:6])
+        await owner(records[:6])
+        await owner(records[6:])
+        (ticket,) = await db["tickets"].find({}).to_list(None)
+        assert ticket["event_count"] == 8
+        assert _joined(publisher) == 7
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
