@@ -73,17 +73,23 @@ class MinuteBuckets:
             await upsert_by_id(self._buckets, {bucket_id(minute, writer): {"$addToSet": {"entries": {"$each": sorted(names)}}}
                                                for minute, names in by_minute.items()})
 
-    async def entries_due(self, now: datetime) -> set[str]:
-        """Every entry of the buckets from the last tick (less ``OVERLAP``) up to ``now``."""
-        state = await self._state.find_one({"_id": self._state_id}) or {}
+    def _watermark(self, writer: int | None) -> str:
+        return self._state_id if writer is None else f"{self._state_id}|{writer}"
+
+    async def entries_due(self, now: datetime, writer: int | None = None) -> set[str]:
+        """Every entry of the buckets from the last tick (less ``OVERLAP``) up to ``now``: of every writer, or with
+        ``writer`` of that writer alone, from its own watermark — a store ticked partition by partition, where one
+        shared watermark would move past the minutes of a partition nobody had ticked yet."""
+        state = await self._state.find_one({"_id": self._watermark(writer)}) or {}
         since = state.get(self._field, now - FIRST_LOOK_BACK) - OVERLAP
-        buckets = await find_by_ids(self._buckets, [bucket_id(minute, writer) for minute in minutes_between(since, now)
-                                                    for writer in range(self._writers)])
+        writers = range(self._writers) if writer is None else (writer,)
+        buckets = await find_by_ids(self._buckets, [bucket_id(minute, one) for minute in minutes_between(since, now)
+                                                    for one in writers])
         return {entry for bucket in buckets.values() for entry in bucket.get("entries", [])}
 
-    async def ticked(self, now: datetime) -> None:
-        """Move the watermark to ``now`` (never back)."""
-        await upsert_by_id(self._state, {self._state_id: {"$max": {self._field: now}}})
+    async def ticked(self, now: datetime, writer: int | None = None) -> None:
+        """Move the watermark (of ``writer`` alone, if given) to ``now`` (never back)."""
+        await upsert_by_id(self._state, {self._watermark(writer): {"$max": {self._field: now}}})
 
 
 async def run_periodically(tick: Callable[[], Awaitable[int]], interval_s: float, what: str) -> None:

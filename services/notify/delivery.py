@@ -60,7 +60,7 @@ from civicbus.topics import TICKETS
 
 from .channels import ChannelAdapter, DeliveryError, SendContext, channel_id
 from .messages import Message, MessageRenderer
-from .partitions import PartitionTimers
+from .partitions import partition_timers
 from .schedule import RateLimiter, quiet_until, retry_delay
 
 NOTIFICATIONS_COLLECTION = "notifications"
@@ -134,7 +134,7 @@ class DeliveryPipeline:
         self._adapters = adapters
         self._publisher = publisher
         self._clock = clock
-        self.timers = PartitionTimers(db, TICKETS.partitions)
+        self.timers = partition_timers(db, TICKETS.partitions)
         self._slots = asyncio.Semaphore(settings.concurrency)
         # Whose claims are whose: a pending key this process claimed and never began to send or hold (a MongoDB
         # failure between claim and send) is sent when its batch comes again; every other pending key is unconfirmed.

@@ -152,7 +152,7 @@ class Timers:
         return done
 
     async def _entries_due(self, partition: int, now: datetime) -> list[str]:
-        return sorted(await self._pipeline.timers.entries_due(partition, now))
+        return sorted(await self._pipeline.timers.entries_due(now, writer=partition))
 
     async def _tick(self, partition: int, now: datetime, entries: list[str]) -> int:
         digests = [entry.split("|", 1)[1] for entry in entries if entry.startswith("digest|")]
@@ -169,7 +169,7 @@ class Timers:
         results.extend(await self._pipeline.retry(retries, partition, now))
         if daily_day:
             await upsert_by_id(self._db[STATE], {DAILY_STATE_ID: {"$max": {"sent_for": daily_day}}})
-        await self._pipeline.timers.ticked(partition, now)
+        await self._pipeline.timers.ticked(now, writer=partition)
         NOTIFY_TIMERS_DONE.labels(str(partition)).set(now.timestamp())
         return len(results)
 
