@@ -15,11 +15,11 @@ import uuid
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
-from civicbus import devstack
+from ops import devstack
 from civicbus.events import Alarm, AlarmRaised, Location
 from civicbus.kafka import create_topics, subscribe_batch
 from civicbus.service import Runtime
-from civicbus.settings import TriageSettings
+from services.triage.settings import TriageSettings
 from civicbus.topics import EVENTS
 from services.triage.decide import TriageEngine
 from services.triage.handler import TriageHandler

@@ -36,8 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 
-from civicbus import devstack  # noqa: E402
-from civicbus.webhook_sink import WebhookSink  # noqa: E402
+from ops import devstack  # noqa: E402
+from ops.webhook_receiver import WebhookSink  # noqa: E402
 from tests.integration.replicas import Cluster, Workload, report, run_scenario  # noqa: E402
 
 

@@ -9,7 +9,6 @@ exists at module level, so tests build as many isolated instances as they need.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -39,7 +38,7 @@ from civicbus.metrics import DEPENDENCY_UP, HTTP_REQUESTS, SERVICE_READY, SERVIC
 from civicbus.mongo import create_mongo, database, ping
 from civicbus.security import API_POLICY, BodyDeadline, security_headers
 from civicbus.security import HEADERS as SECURITY_HEADERS
-from civicbus.settings import SETTINGS_BY_SERVICE, ServiceSettings
+from civicbus.settings import ServiceSettings
 from civicbus.topics import Topic
 
 log = get_logger(__name__)
@@ -290,18 +289,3 @@ def service_app(
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run one service until SIGINT/SIGTERM (uvicorn drives the lifespan: broker and clients stop cleanly)."""
     uvicorn.run(app, host=settings.http.host, port=settings.http_port, log_level="warning", access_log=False)
-
-
-SERVICES = ("intake", "triage", "notify", "reporting")
-
-
-def build_service(name: str, settings: ServiceSettings | None = None) -> FastAPI:
-    """The application of service ``name``, with its settings from the environment unless given."""
-    create_app = importlib.import_module(f"services.{name}.app").create_app
-    return create_app(settings or SETTINGS_BY_SERVICE[name]())
-
-
-def run_service(name: str) -> None:
-    """Build a service from its settings (environment) and serve it: the ``main`` of every service."""
-    settings = SETTINGS_BY_SERVICE[name]()
-    serve(build_service(name, settings), settings)

@@ -1,6 +1,7 @@
 """Settings of every service, from environment variables (pydantic-settings).
 
-One class per service, all sharing :class:`ServiceSettings`. Variables start with ``CIVICBUS_`` and nest with
+What every service shares (:class:`ServiceSettings`); each service's own class, with what it alone reads, lives
+in the service (``services/<name>/settings.py``). Variables start with ``CIVICBUS_`` and nest with
 ``__`` (``CIVICBUS_HTTP__PORT=8081``). Two well-known names are accepted as they are: ``KAFKA_BOOTSTRAP_SERVERS``
 and ``MONGO_URL`` — a ``MONGO_URL`` pointing at a real ``mongod``, Atlas or a replica set replaces the embedded
 FerretDB with no code change.
@@ -84,43 +85,3 @@ class ServiceSettings(BaseSettings):
     @property
     def http_port(self) -> int:
         return self.http.port or self.default_port
-
-
-class IntakeSettings(ServiceSettings):
-    service_name: ClassVar[str] = "intake"
-    default_port: ClassVar[int] = 8081
-
-    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest accepted request body")
-    command_wait_s: float = Field(default=5.0, ge=0, description="how long a command request waits for triage")
-    publish_timeout_s: float = Field(default=5.0, gt=0, description="longest a request waits for Kafka's "
-                                     "acknowledgement before it is answered 503 (retry with the same key)")
-
-
-class TriageSettings(ServiceSettings):
-    service_name: ClassVar[str] = "triage"
-    default_port: ClassVar[int] = 8082
-
-    overdue_sweep_s: float = Field(default=15.0, gt=0, description="how often missed deadlines are looked for")
-
-
-class NotifySettings(ServiceSettings):
-    service_name: ClassVar[str] = "notify"
-    default_port: ClassVar[int] = 8083
-
-    webhook_timeout_s: float = Field(default=5.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1, description="delivery attempts before a notification fails")
-    retry_base_s: float = Field(default=30.0, gt=0, description="delay before the second attempt (a timer); doubles "
-                                "per attempt up to retry_max_s, with jitter")
-    concurrency: int = Field(default=50, ge=1, description="deliveries in flight at once")
-    timer_tick_s: float = Field(default=15.0, gt=0, description="how often reminders, escalations, digests are due")
-    retry_max_s: float = Field(default=600.0, gt=0, description="longest delay between two delivery attempts")
-
-
-class ReportingSettings(ServiceSettings):
-    service_name: ClassVar[str] = "reporting"
-    default_port: ClassVar[int] = 8084
-
-
-SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
-    cls.service_name: cls for cls in (IntakeSettings, TriageSettings, NotifySettings, ReportingSettings)
-}

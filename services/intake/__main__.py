@@ -1,5 +1,9 @@
 """`python -m services.intake`: run the intake service (same as `civicbus run intake`)."""
 
-from civicbus.service import run_service
+from civicbus.service import serve
 
-run_service("intake")
+from .app import create_app
+from .settings import IntakeSettings
+
+settings = IntakeSettings()
+serve(create_app(settings), settings)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicbus.privacy import mask_personal_data
 from civicbus.service import Runtime, service_app
-from civicbus.settings import IntakeSettings
+from .settings import IntakeSettings
 
 from .admission import Admission
 from .api import router

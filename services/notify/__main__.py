@@ -1,5 +1,9 @@
 """`python -m services.notify`: run the notify service (same as `civicbus run notify`)."""
 
-from civicbus.service import run_service
+from civicbus.service import serve
 
-run_service("notify")
+from .app import create_app
+from .settings import NotifySettings
+
+settings = NotifySettings()
+serve(create_app(settings), settings)

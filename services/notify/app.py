@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from civicbus.district import Channel
 from civicbus.service import Runtime, service_app
-from civicbus.settings import NotifySettings
+from .settings import NotifySettings
 from civicbus.topics import TICKETS
 
 from .channels import ChannelAdapter, adapter_for, channel_id

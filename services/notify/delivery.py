@@ -54,7 +54,7 @@ from civicbus.kafka import Publisher
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing, upsert_by_id
 from civicbus.scheduling import minute_id
-from civicbus.settings import NotifySettings
+from .settings import NotifySettings
 from civicbus.topics import NOTIFICATIONS as RESULTS
 from civicbus.topics import TICKETS
 

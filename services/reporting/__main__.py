@@ -1,5 +1,9 @@
 """`python -m services.reporting`: run the reporting service (same as `civicbus run reporting`)."""
 
-from civicbus.service import run_service
+from civicbus.service import serve
 
-run_service("reporting")
+from .app import create_app
+from .settings import ReportingSettings
+
+settings = ReportingSettings()
+serve(create_app(settings), settings)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from civicbus.district import District
 from civicbus.service import Runtime, service_app, watch_district
-from civicbus.settings import ReportingSettings
+from .settings import ReportingSettings
 from civicbus.topics import NOTIFICATIONS, TICKETS
 
 from .api import router

@@ -21,7 +21,7 @@ def rebuild_command() -> None:
     service first). Settings from CIVICBUS_* environment variables, as for `civicbus run reporting`."""
     from civicbus.district import load_district
     from civicbus.mongo import create_mongo, database
-    from civicbus.settings import ReportingSettings
+    from .settings import ReportingSettings
 
     from .rebuild import rebuild
 
@@ -48,7 +48,7 @@ def summary_command(
     """Print the district's figures for a period (the same as GET /v1/summary)."""
     from civicbus.district import load_district
     from civicbus.mongo import create_mongo, database
-    from civicbus.settings import ReportingSettings
+    from .settings import ReportingSettings
 
     from .config import load_reporting_config
     from .exports import format_value

@@ -1,5 +1,9 @@
 """`python -m services.triage`: run the triage service (same as `civicbus run triage`)."""
 
-from civicbus.service import run_service
+from civicbus.service import serve
 
-run_service("triage")
+from .app import create_app
+from .settings import TriageSettings
+
+settings = TriageSettings()
+serve(create_app(settings), settings)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from civicbus.district import District
 from civicbus.service import Runtime, service_app, watch_district
-from civicbus.settings import TriageSettings
+from .settings import TriageSettings
 from civicbus.topics import COMMANDS, EVENTS
 from civicbus.workcalendar import calendar_notes, report_holidays_known
 

@@ -23,12 +23,13 @@ from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus import devstack
+from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
-from civicbus.service import build_service
-from civicbus.settings import SETTINGS_BY_SERVICE, HttpSettings, ServiceSettings
-from civicbus.webhook_sink import WebhookSink
+from ops.services import build_service
+from civicbus.settings import HttpSettings, ServiceSettings
+from ops.services import service_entry
+from ops.webhook_receiver import WebhookSink
 
 from .replicas import free_port, poll
 
@@ -44,7 +45,7 @@ class Stack:
     db_name: str
 
     def settings(self, service: str, **overrides: Any) -> ServiceSettings:
-        return SETTINGS_BY_SERVICE[service](
+        return service_entry(service).settings(
             kafka_bootstrap=self.bootstrap,
             mongo_url=self.mongo_url,
             mongo_db=self.db_name,

@@ -33,7 +33,8 @@ from civicbus.events import (
 )
 from civicbus.district import load_district
 from civicbus.kafka import create_topics
-from civicbus.settings import HttpSettings, NotifySettings
+from civicbus.settings import HttpSettings
+from services.notify.settings import NotifySettings
 from services.notify.app import create_app
 from services.notify.channels import channel_id
 

@@ -45,11 +45,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from civicbus import devstack
+from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
 from civicbus.settings import PROJECT_ROOT
-from civicbus.webhook_sink import WebhookSink
+from ops.webhook_receiver import WebhookSink
 
 ZONE = ZoneInfo("Asia/Shanghai")
 OPEN_STATES = {"routed", "manual", "acknowledged"}

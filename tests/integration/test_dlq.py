@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from civicbus.cli import app
+from ops.cli import app
 from civicbus.dlq import REPLAY_HEADER
 from civicbus.kafka import create_topics, dead_letter_for
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from pymongo.errors import InvalidDocument
 
-from civicbus.settings import IntakeSettings
+from services.intake.settings import IntakeSettings
 from services.intake.app import create_app
 
 from .conftest import free_port

@@ -20,7 +20,7 @@ from civicbus.district import load_district
 from civicbus.events import EventKind, NotificationResult
 from civicbus.mongo import find_by_ids
 from civicbus.topics import TICKETS
-from civicbus.webhook_sink import WebhookSink
+from ops.webhook_receiver import WebhookSink
 from services.notify.channels import channel_id
 from services.notify.messages import MessageRenderer
 from services.notify.schedule import RateLimiter

@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from civicbus.events import EventKind, ResponseLevel, Severity, TicketState
-from civicbus.webhook_sink import WebhookSink
+from ops.webhook_receiver import WebhookSink
 
 from .conftest import eventually
 from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config

@@ -20,7 +20,7 @@ from civicbus.kafka import create_topics
 from civicbus.mongo import find_by_ids
 from civicbus.settings import KafkaConsumerSettings
 from civicbus.topics import TICKETS
-from civicbus.webhook_sink import WebhookSink
+from ops.webhook_receiver import WebhookSink
 
 from .conftest import Stack, eventually, read_topic
 from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_event, utc, write_config

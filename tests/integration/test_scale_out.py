@@ -23,7 +23,7 @@ import os
 
 import pytest
 
-from civicbus.webhook_sink import WebhookSink
+from ops.webhook_receiver import WebhookSink
 
 from .replicas import Cluster, Workload, report, run_scenario
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from civicbus import cli
+from ops import cli
 from civicbus.auth import KeyStore, Role, create_key, hash_key
-from civicbus.service import build_service
+from ops.services import build_service
 
 from .conftest import eventually, serve, start_service
 

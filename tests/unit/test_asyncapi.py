@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from civicbus.asyncapi import service_document
-from civicbus.service import SERVICES
+from ops.services import SERVICES
 from civicbus.settings import PROJECT_ROOT
 from civicbus.topics import ALL_TOPICS
 

@@ -8,7 +8,7 @@ from datetime import date
 
 from typer.testing import CliRunner
 
-from civicbus.cli import app
+from ops.cli import app
 from civicbus.district import load_district
 from civicbus.settings import DEFAULT_CONFIG_DIR
 from civicbus.workcalendar import WorkingCalendar, calendar_notes, festivals

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
-from civicbus.demo import _tickets_table, _timeline_table
+from ops.demo import _tickets_table, _timeline_table
 from civicbus.district import load_district
 from civicbus.events import (
     CategoryEvidence,

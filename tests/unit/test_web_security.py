@@ -119,7 +119,7 @@ async def test_an_internal_error_is_answered_plainly_with_the_security_headers()
     from fastapi import APIRouter
 
     from civicbus.service import Runtime, service_app
-    from civicbus.settings import TriageSettings
+    from services.triage.settings import TriageSettings
 
     broken = APIRouter()
 

@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from civicbus import devstack
+from ops import devstack
 from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_letters, replay
 from civicbus.privacy import mask_personal_data
-from civicbus.service import SERVICES
+from ops.services import SERVICES
 from services.reporting.cli import reporting_app
 from services.triage.learned_cli import classifier_app
 
@@ -165,10 +165,13 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
     if service not in SERVICES:
         _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     from civicbus.district import DistrictConfigError
-    from civicbus.service import run_service
+    from civicbus.service import serve
+    from ops.services import service_entry
 
     try:
-        run_service(service)
+        entry = service_entry(service)
+        settings = entry.settings()
+        serve(entry.create_app(settings), settings)
     except DistrictConfigError as error:
         _fail(f"invalid configuration: {error}")
 
@@ -179,7 +182,8 @@ def asyncapi(
     output: Annotated[Optional[Path], typer.Option("-o", help="write to this file instead of stdout")] = None,
 ) -> None:
     """Print the AsyncAPI document of a service's Kafka interface."""
-    from civicbus.service import asyncapi_document, build_service
+    from civicbus.service import asyncapi_document
+    from ops.services import build_service
 
     if service not in SERVICES:
         _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
@@ -568,7 +572,7 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="leave the services running after the figures")] = False,
 ) -> None:
     """Start the stack and the four services, play a morning of events, show tickets, messages and figures."""
-    from civicbus.demo import run_demo
+    from ops.demo import run_demo
 
     try:
         devstack.up()

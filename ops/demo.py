@@ -23,15 +23,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from civicbus import devstack
+from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.events import STATE_NAMES, TicketState
 from civicbus.kafka import create_topics
 from civicbus.privacy import mask_personal_data
 from civicbus.mongo import create_mongo, database
-from civicbus.service import SERVICES
-from civicbus.settings import PROJECT_ROOT, SETTINGS_BY_SERVICE, ServiceSettings
-from civicbus.webhook_sink import WebhookSink
+from civicbus.settings import PROJECT_ROOT, ServiceSettings
+from ops.services import SERVICES, service_entry
+from ops.webhook_receiver import WebhookSink
 
 SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
 DEMO_DB = "civicbus_demo"
@@ -77,7 +77,7 @@ def _stop_services(processes: dict[str, subprocess.Popen]) -> None:
 
 
 def _url(service: str, path: str) -> str:
-    return f"http://127.0.0.1:{SETTINGS_BY_SERVICE[service].default_port}{path}"
+    return f"http://127.0.0.1:{service_entry(service).settings.default_port}{path}"
 
 
 async def _wait_ready(client: httpx.AsyncClient, processes: dict[str, subprocess.Popen], timeout: float = 90) -> None:
