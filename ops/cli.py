@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from civicbus.terminal import console, err_console, fail
 
 from ops import devstack
 from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_letters, replay
@@ -47,8 +48,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(reporting_app, name="reporting")
-# Wide enough for the demo's tables when the output is a file or CI log rather than a terminal.
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @app.callback()
@@ -57,12 +56,6 @@ def _quiet_logs() -> None:
     from civicbus.logs import configure_logging
 
     configure_logging("WARNING")
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- dev
@@ -77,7 +70,7 @@ def dev_up() -> None:
         created = asyncio.run(_create_topics(devstack.kafka_bootstrap(), "", 1))
         console.print(f"[green]✓[/] topics: {', '.join(created) if created else 'all present'}")
     except devstack.DevStackError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 @dev_app.command("down")
@@ -111,7 +104,7 @@ def dev_logs(
     """Print the last lines of a component's log."""
     path = devstack.home() / "logs" / f"{component}.log"
     if not path.exists():
-        _fail(f"no log at {path}")
+        fail(f"no log at {path}")
     console.print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]), markup=False, highlight=False)
 
 
@@ -163,7 +156,7 @@ def topics_describe(examples: Annotated[bool, typer.Option(help="print an exampl
 def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> None:
     """Run one service in the foreground (settings from CIVICBUS_* environment variables)."""
     if service not in SERVICES:
-        _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     from civicbus.district import DistrictConfigError
     from civicbus.service import serve
     from ops.services import service_entry
@@ -173,7 +166,7 @@ def run(service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))]) -> N
         settings = entry.settings()
         serve(entry.create_app(settings), settings)
     except DistrictConfigError as error:
-        _fail(f"invalid configuration: {error}")
+        fail(f"invalid configuration: {error}")
 
 
 @app.command("asyncapi")
@@ -186,7 +179,7 @@ def asyncapi(
     from ops.services import build_service
 
     if service not in SERVICES:
-        _fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        fail(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     fastapi_app = build_service(service)
     document = orjson.dumps(asyncapi_document(fastapi_app.state.runtime), option=orjson.OPT_INDENT_2)
     if output:
@@ -213,7 +206,7 @@ def keys_create(
     try:
         chosen = Role(role)
     except ValueError:
-        _fail(f"unknown role {role!r}; choose one of {', '.join(item.value for item in Role)}")
+        fail(f"unknown role {role!r}; choose one of {', '.join(item.value for item in Role)}")
 
     async def create() -> str:
         settings = ServiceSettings()
@@ -259,10 +252,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the id shown by `civ
     from civicbus.auth import revoke_key
 
     if not re.fullmatch(r"[0-9a-f]{8,64}", key_id):
-        _fail("the id is the first 8 or more hex digits of the hash shown by `civicbus keys list`")
+        fail("the id is the first 8 or more hex digits of the hash shown by `civicbus keys list`")
     revoked = asyncio.run(_with_keys_db(lambda db: revoke_key(db, key_id)))
     if len(revoked) != 1:
-        _fail(f"{len(revoked)} keys match {key_id!r}: give exactly one" if revoked else f"no key {key_id!r}")
+        fail(f"{len(revoked)} keys match {key_id!r}: give exactly one" if revoked else f"no key {key_id!r}")
     console.print(f"revoked: {revoked[0]} (services stop accepting it within 30 s)")
 
 
@@ -287,7 +280,7 @@ def _district_zone() -> ZoneInfo:
 
 def _letter_filter(service: str, error_kind: str, since: str | None, until: str | None) -> LetterFilter:
     if error_kind not in ("", "invalid", "processing"):
-        _fail(f"--error-kind {error_kind!r}: invalid or processing")
+        fail(f"--error-kind {error_kind!r}: invalid or processing")
     zone = _district_zone() if since or until else None
 
     def moment(option: str, text: str | None) -> datetime | None:
@@ -296,7 +289,7 @@ def _letter_filter(service: str, error_kind: str, since: str | None, until: str 
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            _fail(f"{option} {text!r}: 应为 ISO 8601 时间，例如 2026-11-25 或 2026-11-25T08:00 (ISO 8601 expected)")
+            fail(f"{option} {text!r}: 应为 ISO 8601 时间，例如 2026-11-25 或 2026-11-25T08:00 (ISO 8601 expected)")
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
     return LetterFilter(service, error_kind, moment("--since", since), moment("--until", until))
@@ -315,12 +308,12 @@ def _read_letters(prefix: str | None, letter_filter: LetterFilter, place: str | 
         chosen = parse_place(place) if place else None
         reading = asyncio.run(read_letters(settings.kafka_bootstrap, topic_prefix, letter_filter, chosen))
     except (ValueError, LookupError) as error:
-        _fail(str(error))
+        fail(str(error))
     if reading.unreadable:
         err_console.print(f"[yellow]不是死信的记录 (records that are no dead letter), skipped:[/] "
                           f"{', '.join(reading.unreadable)}")
     if place and not reading.letters:
-        _fail(f"{place}: 没有这条死信 (no dead letter at this partition and offset)")
+        fail(f"{place}: 没有这条死信 (no dead letter at this partition and offset)")
     return reading.letters
 
 
@@ -372,7 +365,7 @@ def dlq_replay(
     from civicbus.mongo import create_mongo, database
 
     if place and (service or error_kind or since or until):
-        _fail("either PARTITION:OFFSET or filters, not both")
+        fail("either PARTITION:OFFSET or filters, not both")
     letters = _read_letters(prefix, _letter_filter(service, error_kind, since, until), place)
     if not letters:
         console.print("没有符合条件的死信 (no dead letters match)")
@@ -413,7 +406,7 @@ def calendar_check(
     try:
         district = load_district(folder or ServiceSettings().config_dir)
     except DistrictConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     calendar = WorkingCalendar(district.deadlines, district.timezone)
     this_year = datetime.now(calendar.zone).year
     years = year or [this_year, this_year + 1]
@@ -444,7 +437,7 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
         district = load_district(folder or ServiceSettings().config_dir)
         load_reporting_config(district.folder)
     except DistrictConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     kinds = {kind: sum(1 for unit in district.units.values() if unit.kind is kind) for kind in UnitKind}
     console.print(
         f"[green]✓[/] {district.name}: {len(district.leaders)} leaders, "
@@ -457,7 +450,7 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
     try:
         catalog, mappings = load_catalog(district.folder, district), load_mappings(district.folder, district)
     except DistrictConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     open311 = f"Open311 {len(catalog.services)} services" if catalog else "no Open311"
     console.print(f"[green]✓[/] intake: {open311}; upstream platforms: {', '.join(sorted(mappings)) or 'none'}")
 
@@ -495,13 +488,13 @@ def routes_test(
         "inspection": ("inspection.reported", {"inspection_type": inspection_type or "综合查一次"}),
     }
     if kind not in kinds:
-        _fail(f"unknown kind {kind!r}; choose complaint, alarm or inspection")
+        fail(f"unknown kind {kind!r}; choose complaint, alarm or inspection")
     event_kind, extra = kinds[kind]
     try:
         district = load_district(config or ServiceSettings().config_dir)
         event = INCOMING_ADAPTER.validate_python({"kind": event_kind, "source": source, "data": {**data, **extra}})
     except (DistrictConfigError, ValidationError) as error:
-        _fail(str(error))
+        fail(str(error))
     decision = TriageEngine(district).decide(event)
     evidence = decision.classification.evidence
     console.print(f"[bold]类别 category[/]  {district.category_path(decision.classification.code)} "
@@ -551,10 +544,10 @@ def _call_triage(method: str, url: str, key: str, body: dict[str, str] | None = 
     try:
         response = httpx.request(method, url, json=body, headers={"X-API-Key": key}, timeout=10)
     except httpx.TransportError as error:
-        _fail(f"triage does not answer at {url}: {error}")
+        fail(f"triage does not answer at {url}: {error}")
     if response.status_code >= 400:
         detail = response.json().get("detail", response.text) if response.content else response.reason_phrase
-        _fail(f"HTTP {response.status_code}: {detail}")
+        fail(f"HTTP {response.status_code}: {detail}")
     return response.json()
 
 
@@ -577,7 +570,7 @@ def demo(
     try:
         devstack.up()
     except devstack.DevStackError as error:
-        _fail(str(error))
+        fail(str(error))
     raise typer.Exit(asyncio.run(run_demo(console, keep_running)))
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import date
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from civicbus.terminal import console, fail
+
 reporting_app = typer.Typer(help="Reporting's read models and figures (统计报表).", no_args_is_help=True)
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @reporting_app.command("rebuild")
@@ -69,8 +68,7 @@ def summary_command(
     try:
         body = asyncio.run(run())
     except ValueError as error:  # a bad date, or a ReportError (a period the reports cannot answer)
-        Console(stderr=True).print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1) from error
+        fail(str(error))
     table = Table("指标", "figure", "本期", "上期", "变化", title=f"{district.name} {body['period']['label']}")
     for figure in body["figures"]:
         table.add_row(figure["name"], figure["code"], *(format_value(figure[name], figure["unit"])

@@ -13,16 +13,16 @@ corrections, export those corrections, write the sample corpus, try it.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from civicbus.terminal import console, err_console, fail
 
 from .learned import DEFAULT_MODEL_PATH
 
@@ -32,13 +32,6 @@ if TYPE_CHECKING:
 classifier_app = typer.Typer(
     help="The learned text classifier (学习分类): train from labelled work orders, try it.", no_args_is_help=True
 )
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _config_dir(config: Optional[Path]) -> Path:
@@ -100,13 +93,13 @@ def train_command(
         corrected = [normalise_labels(read_labelled(file, CORRECTION_COLUMNS[1], CORRECTION_COLUMNS[2]), resolver)
                      for file in corrections or []]
     except (DistrictConfigError, LabelledDataError) as error:
-        _fail(str(error))
+        fail(str(error))
     skipped = [row for data in (*history, *corrected) for row in data.skipped_rows]
     for line in skipped_report(skipped):
         err_console.print(f"[yellow]skipped 跳过[/] {escape(line)}", highlight=False)
     texts, labels, replaced = combine(history, corrected)
     if len(set(labels)) < 2:
-        _fail(f"{len(texts)} usable rows with {len(set(labels))} categor(ies) after skipping {len(skipped)} rows: "
+        fail(f"{len(texts)} usable rows with {len(set(labels))} categor(ies) after skipping {len(skipped)} rows: "
               f"need at least two categories to train (至少需要两个类别); known codes are listed in "
               f"{district.folder / 'categories.yaml'}")
     words = district_words(district)
@@ -114,7 +107,7 @@ def train_command(
         try:
             validation = cross_validate(texts, labels, folds, words=words)
         except ValueError as error:
-            _fail(str(error))
+            fail(str(error))
         if not quiet:
             _print_report(validation.report, district, f"{folds}-fold cross-validation {folds} 折交叉验证")
             if validation.note:
@@ -124,7 +117,7 @@ def train_command(
     try:
         model = train(texts, labels, words=words)
     except ValueError as error:
-        _fail(f"{', '.join(map(str, files))}: {error}")
+        fail(f"{', '.join(map(str, files))}: {error}")
     seconds = time.monotonic() - started
     target = output or district.folder / DEFAULT_MODEL_PATH
     model.save(target)
@@ -174,7 +167,7 @@ def corrections_command(
     try:
         district = load_district(_config_dir(config))
     except DistrictConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     if since is not None and since.tzinfo is None:
         from zoneinfo import ZoneInfo
 
@@ -192,7 +185,7 @@ def corrections_command(
     try:
         documents = asyncio.run(read())
     except Exception as error:  # the store away: say so, not a traceback
-        _fail(f"cannot read {CORRECTIONS_COLLECTION} (无法读取纠正样本): {type(error).__name__}: {error}")
+        fail(f"cannot read {CORRECTIONS_COLLECTION} (无法读取纠正样本): {type(error).__name__}: {error}")
     rows = correction_rows(documents, district)
     write_corrections(rows, output)
     open_rows = sum(1 for row in rows if not row[2])
@@ -219,7 +212,7 @@ def sample_corpus_command(
     try:
         rows = write_sample_corpus(target, folder)
     except DistrictConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(f"[green]✓[/] wrote {rows} labelled work orders to {target}", highlight=False)
 
 
@@ -239,7 +232,7 @@ def predict_command(
         path = model or model_path(district) or district.folder / DEFAULT_MODEL_PATH
         trained = TrainedModel.load(path)
     except (DistrictConfigError, ModelFileError) as error:
-        _fail(str(error))
+        fail(str(error))
     prediction = trained.predict(text)
     name = district.category_path
     console.print(f"[bold]类别 label[/]     {name(prediction.label)} ({prediction.label}) — probability "
