@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from civicbus.errors import PermanentError
 from civicbus.events import (
     SUBMISSION_ADAPTER,
     Alarm,
@@ -42,8 +43,10 @@ KINDS: dict[type[Submission], tuple[type[EventContent], type[Event]]] = {
 TYPES = ("complaint", "alarm", "inspection", "work_order")
 
 
-class Refused(ValueError):
-    """A submission that cannot become an event; ``problems`` name the field and the reason, one each."""
+class Inadmissible(PermanentError, ValueError):
+    """A submission that cannot become an event (refused at the door: 4xx, or dead-lettered from ``civic.intake``);
+    ``problems`` name the field and the reason, one each. Not triage's ``lifecycle.Refused``, a command the state
+    machine turns down."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -55,13 +58,13 @@ def describe(error: ValidationError) -> list[str]:
 
 
 def parse(item: Any) -> Submission:
-    """One item of a batch (or record of ``civic.intake``) as a submission, or :class:`Refused`."""
+    """One item of a batch (or record of ``civic.intake``) as a submission, or :class:`Inadmissible`."""
     if not isinstance(item, dict) or item.get("type") not in TYPES:
-        raise Refused([f"type: 须为 {'、'.join(TYPES)} 之一 (must be one of {', '.join(TYPES)})"])
+        raise Inadmissible([f"type: 须为 {'、'.join(TYPES)} 之一 (must be one of {', '.join(TYPES)})"])
     try:
         return SUBMISSION_ADAPTER.validate_python(item)
     except ValidationError as error:
-        raise Refused(describe(error)) from error
+        raise Inadmissible(describe(error)) from error
 
 
 class Admission:
@@ -83,12 +86,12 @@ class Admission:
         mapping = self.mappings.get(submission.platform)
         if mapping is None:
             known = ", ".join(sorted(self.mappings)) or "none"
-            raise Refused([f"platform: 未配置的上游平台 {submission.platform!r} (no mapping; configured: {known})"])
+            raise Inadmissible([f"platform: 未配置的上游平台 {submission.platform!r} (no mapping; configured: {known})"])
         envelope = submission.model_dump(include={"source", "occurred_at", "correlation_id"}, exclude_defaults=True)
         try:
             return mapping.translate(submission.order, envelope)
         except WorkOrderRefused as error:
-            raise Refused(error.problems) from error
+            raise Inadmissible(error.problems) from error
 
     @staticmethod
     def _build(submission: Submission, sender: str, event_id: str | None) -> Event:
@@ -105,4 +108,4 @@ class Admission:
                 envelope["event_id"] = event_id
             return event_type(**envelope)
         except ValidationError as error:
-            raise Refused(describe(error)) from error
+            raise Inadmissible(describe(error)) from error

@@ -30,7 +30,7 @@ from civicbus.logs import get_logger
 from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import EVENTS, Topic
 
-from .admission import Admission, Refused, parse
+from .admission import Admission, Inadmissible, parse
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["intake"])
@@ -78,7 +78,7 @@ async def accept(request: Request, submission: Submission, sender: str, idempote
     cannot become an event."""
     try:
         event = admission(request).event(submission, sender, idempotency_key or "")
-    except Refused as error:
+    except Inadmissible as error:
         raise HTTPException(422, detail=error.problems) from error
     structlog.contextvars.bind_contextvars(event_id=event.event_id, correlation_id=event.correlation_id)
     await _publish(request, [event])
@@ -184,7 +184,7 @@ async def post_batch(request: Request, principal: Submitter) -> BatchAnswer:
     for index, item in enumerate(items):
         try:
             event = admission(request).event(parse(item), principal.name)
-        except Refused as error:
+        except Inadmissible as error:
             results.append(ItemResult(index=index, status="invalid", errors=error.problems))
             continue
         events.append(event)

@@ -16,7 +16,7 @@ from civicbus.logs import get_logger
 from civicbus.service import Runtime
 from civicbus.topics import EVENTS, INTAKE
 
-from .admission import Admission, Refused
+from .admission import Admission, Inadmissible
 
 log = get_logger(__name__)
 
@@ -31,7 +31,7 @@ def subscribe_intake_topic(runtime: Runtime, admission: Admission) -> None:
             place = f"{record.topic}:{record.partition}:{record.offset}"
             try:
                 events.append(admission.event(item.event, sender, item.event.idempotency_key or place))
-            except Refused as error:
+            except Inadmissible as error:
                 failed.append((item, "; ".join(error.problems)))
         await runtime.publisher.publish(EVENTS, events)
         if events:

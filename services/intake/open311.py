@@ -39,7 +39,7 @@ from civicbus.privacy import mask_personal_data, mask_url
 from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import EVENTS
 
-from .admission import Refused, describe
+from .admission import Inadmissible, describe
 from .api import publish_acknowledged
 from .open311_catalog import AttributeSpec, Catalog, Service
 from .open311_requests import RequestStore
@@ -420,7 +420,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         event = request.app.state.admission.event(submission, principal.name, request.headers.get("Idempotency-Key", ""))
     except ValidationError as error:
         raise Open311Error(400, *_form_problems(describe(error))) from error
-    except Refused as error:
+    except Inadmissible as error:
         raise Open311Error(400, *_form_problems(error.problems)) from error
 
     store = _store(request)

@@ -13,7 +13,7 @@ import pytest
 from civicbus.district import DistrictConfigError
 from civicbus.events import ComplaintReceived, WorkOrderSubmission
 from civicbus.settings import DEFAULT_CONFIG_DIR
-from services.intake.admission import Admission, Refused
+from services.intake.admission import Admission, Inadmissible
 from services.intake.upstream import load_mappings
 
 SECOND_PLATFORM = """
@@ -77,11 +77,11 @@ def test_a_second_platform_is_only_a_configuration_file(config_dir, district):
     assert (data.external_id, data.upstream_category, data.caller_phone, data.channel) == (
         "G-77", "0303", "13800001111", "citygrid")
     assert data.due_at.isoformat() == "2026-11-30T17:30:00+08:00"
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(Inadmissible) as refused:
         admission.event(WorkOrderSubmission(platform="citygrid", order={"event": {"type": "NEW", "limit": "soon"}}), "g")
     problems = " | ".join(refused.value.problems)
     assert "event.no" in problems and "event.desc" in problems and "'NEW'" in problems and "'soon'" in problems
-    with pytest.raises(Refused, match="未配置的上游平台"):
+    with pytest.raises(Inadmissible, match="未配置的上游平台"):
         admission.event(WorkOrderSubmission(platform="elsewhere", order={}), "g")
 
 
