@@ -2,7 +2,8 @@
 
 A key is shown once when it is created (``civicbus keys create``) and stored only as its SHA-256 hash — keys are
 long random strings, so a fast hash is as safe as a slow one and costs nothing per request. Only ``system`` and
-``admin`` keys submit events (:data:`SUBMITTERS`); an ``open311`` key submits only Open311 requests.
+``admin`` keys submit events (:data:`SUBMITTERS`); an ``open311`` key submits only Open311 requests. A ``workbench``
+key is the workbench's (工作台): it acts on tickets for the person signed in there, whom each command names.
 
 A service remembers each key's answer for :data:`CACHE_SECONDS`, so a key revoked with ``civicbus keys revoke``
 keeps working for up to 30 s on each running service. The memory is bounded (:data:`CACHE_ENTRIES`, least
@@ -44,6 +45,7 @@ class Role(StrEnum):
     auditor = "auditor"  # 审计（只读）
     system = "system"  # 上游系统
     open311 = "open311"  # Open311 客户端（只能提交 Open311 诉求）
+    workbench = "workbench"  # 工作台：代已登录的人员操作工单
 
 
 SUBMITTERS = (Role.system, Role.admin)

@@ -6,11 +6,13 @@
   that one record triggers): that record is dead-lettered with the reason and the partition moves on.
 
 :func:`is_transient` classifies any exception, ours or a library's, so no consumer keeps its own list.
+:func:`validation_problems` words a schema's refusal the one way every door, consumer and file loader reports it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka.errors import (
     CorruptRecordException,
@@ -19,6 +21,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WTimeoutError
 
 
@@ -56,3 +59,14 @@ def is_transient(error: BaseException) -> bool:
         # Only a record too large or malformed is the record's fault; the broker away, slow or electing is not.
         return not isinstance(error, MessageSizeTooLargeError | RecordTooLargeError | RecordListTooLargeError | CorruptRecordException)
     return isinstance(error, OSError | asyncio.TimeoutError | TimeoutError | ConnectionError)
+
+
+def validation_problems(
+    error: ValidationError, where: Callable[[tuple[int | str, ...]], str] | None = None
+) -> list[str]:
+    """Each problem of a refused input as ``"<where>: <what>"``: where is the field's dotted path (``data.content``),
+    ``(record)`` for the input as a whole, or what ``where`` calls the path (a configuration file names its entry)."""
+    return [
+        f"{where(tuple(item['loc'])) if where else '.'.join(map(str, item['loc'])) or '(record)'}: {item['msg']}"
+        for item in error.errors(include_url=False)
+    ]

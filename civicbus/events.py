@@ -211,6 +211,7 @@ class EventKind(StrEnum):
     ticket_command_refused = "ticket.command_refused"  # 指令被拒
     ticket_command = "ticket.command"
     event_triaged = "event.triaged"  # triage's decision on an incoming event, on its way to the ticket's owner
+    command_decided = "command.decided"  # triage's decision on a command, for the one who sent it (指令结果)
     notification_delivered = "notification.delivered"
     notification_failed = "notification.failed"
     dead_letter = "dead_letter"
@@ -400,7 +401,7 @@ class Ticket(Model):
     resolved_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = None
     resolution: str = Field(default="", description="办结情况")
-    attachments: list[str] = []
+    attachments: list[str] = Field(default=[], description="photos and files of its 进展 and 办结, oldest first")
     callback: Callback | None = None
     pending_extension: Extension | None = None
     supervision_count: int = 0
@@ -472,6 +473,8 @@ class Actor(Model):
     name: str = Field(min_length=1, max_length=100, description="who issued it")
     role: str = Field(description="admin, leader, unit, auditor, system")
     unit: str = Field(default="", description="the unit the person acts for, if any")
+    account: str = Field(default="", max_length=64,
+                         description="the signed-in person's username when a person acted through the workbench")
 
 
 class TicketCommand(Event):
@@ -487,10 +490,12 @@ class TicketCommand(Event):
     extension_until: Moment | None = None
     grant: bool | None = None
     result: str = Field(default="", max_length=5000)
-    attachments: list[WebUrl] = Field(default=[], max_length=20)
+    attachments: list[WebUrl] = Field(default=[], max_length=20, description="for add_note and resolve: photos, files")
     resolved: bool | None = None
     satisfaction: Satisfaction | None = None
     unit: str = Field(default="", max_length=64, description="for reassign: the new lead unit")
+    assist_units: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=20, description="for reassign: the assisting units (协办单位); none: kept as they are")
     deadline: Literal["sign_for", "resolve"] | None = Field(default=None, description="for mark_overdue: which")
     amount_recovered: Amount | None = Field(default=None, description="for resolve: 追回金额 (yuan), if any")
 
@@ -515,6 +520,26 @@ class EventTriaged(Event):
     @property
     def partition_key(self) -> str:
         return shard_of(self.home)
+
+
+class CommandDecided(Event):
+    """What became of a command on a ticket (指令结果): triage's decision, published once the ticket is written and
+    the transition announced, for the one who sent the command (intake answers its caller with it). Published again,
+    under the same id, whenever the command is read again. Keyed by ticket id."""
+
+    kind: Literal[EventKind.command_decided] = EventKind.command_decided
+    command_id: str = Field(min_length=1, max_length=100, description="the command's event id (Command-Id derived)")
+    ticket_id: str = Field(min_length=1, max_length=64)
+    status: Literal["applied", "refused"]
+    transition: str = Field(default="", description="applied: the ticket event's kind, e.g. ticket.acknowledged")
+    state: str = Field(default="", description="applied: the ticket's state after it")
+    code: str = Field(default="", description="refused: the reason code (civicbus.refusals.RefusalCode)")
+    message: str = Field(default="", description="refused: the reason, in Chinese")
+    message_en: str = Field(default="", description="refused: the reason, in English")
+
+    @property
+    def partition_key(self) -> str:
+        return self.ticket_id
 
 
 TICKET_INPUT_ADAPTER: TypeAdapter[Any] = TypeAdapter(

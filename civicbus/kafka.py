@@ -26,7 +26,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from civicbus.errors import TransientError, is_transient
+from civicbus.errors import TransientError, is_transient, validation_problems
 from civicbus.events import DeadLetter, Event
 from civicbus.logs import get_logger
 from civicbus.metrics import (
@@ -143,13 +143,6 @@ def dead_letter_for(record: ConsumerRecord, service: str, error_kind: str, reaso
     )
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '(record)'}: {item['msg']}"
-        for item in error.errors(include_url=False)
-    )
-
-
 class DlqLimit:
     """Stops a consumer that is dead-lettering everything — a bad deploy, a store refusing every write — instead of
     committing a whole topic into the DLQ (getsentry/arroyo's ``DlqLimit``): too many dead letters in a row, or too
@@ -256,7 +249,7 @@ def subscribe_batch(
             try:
                 decoded.append(Consumed(topic.adapter.validate_json(record.value or b""), record))
             except ValidationError as error:
-                dead.append(dead_letter_for(record, service, "invalid", describe_validation_error(error)))
+                dead.append(dead_letter_for(record, service, "invalid", "; ".join(validation_problems(error))))
         try:
             outcome = await handler(decoded) if decoded else BatchOutcome()
         except Exception as error:

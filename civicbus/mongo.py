@@ -45,10 +45,6 @@ from pymongo.operations import DeleteOne, UpdateOne
 
 from civicbus.settings import ServiceSettings
 
-COMMAND_RESULTS = "command_results"
-"""The one collection two services share: triage records each command's decision there, intake reads it to answer
-the caller."""
-
 WRITE_CHUNK = 50
 T = TypeVar("T")
 DUPLICATE_KEY = 11000

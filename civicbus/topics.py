@@ -21,6 +21,7 @@ from civicbus.events import (
     AlarmRaised,
     AlarmSubmission,
     CategoryEvidence,
+    CommandDecided,
     Complaint,
     ComplaintReceived,
     ComplaintSubmission,
@@ -224,6 +225,33 @@ COMMANDS = Topic(
     adapter=TICKET_INPUT_ADAPTER,
     examples=(_COMMAND, _TRIAGED),
 )
+_DECIDED = CommandDecided(
+    event_id="0b5c2f6e-2f53-4a53-9a55-1b0b0e7f1a09",
+    source="civicbus.triage",
+    occurred_at=_AT,
+    recorded_at=_AT,
+    correlation_id=_COMMAND.event_id,
+    command_id=_COMMAND.event_id,
+    ticket_id=_COMMAND.ticket_id,
+    status="applied",
+    transition=str(EventKind.ticket_acknowledged),
+    state=str(TicketState.acknowledged),
+)
+COMMAND_DECISIONS = Topic(
+    name="civic.command-results",
+    description=(
+        "What became of each command on a ticket (指令结果): applied, with the transition and the state, or refused, "
+        "with the reason code and text — published by triage's owner once the ticket is written and the transition "
+        "announced, so that intake answers the command's caller without reading triage's store"
+    ),
+    partitions=6,
+    key="ticket id",
+    schemas=(CommandDecided,),
+    producers=("triage",),
+    consumers=("intake (answers the command's caller and GET /v1/commands/{id})",),
+    adapter=TypeAdapter(CommandDecided),
+    examples=(_DECIDED,),
+)
 NOTIFICATIONS = Topic(
     name="civic.notifications",
     description="Delivery results of notifications to units and leaders",
@@ -292,4 +320,5 @@ INTAKE = Topic(
     examples=(_SUBMITTED_COMPLAINT, _SUBMITTED_ALARM, _SUBMITTED_INSPECTION, _SUBMITTED_WORK_ORDER),  # type: ignore[arg-type]
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (EVENTS, COMMANDS, TICKETS, NOTIFICATIONS, DEAD_LETTERS, INTAKE)
+ALL_TOPICS: tuple[Topic, ...] = (
+    EVENTS, COMMANDS, TICKETS, COMMAND_DECISIONS, NOTIFICATIONS, DEAD_LETTERS, INTAKE)

@@ -22,6 +22,7 @@ from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_lette
 from civicbus.privacy import mask_personal_data
 from ops.services import SERVICES
 from services.reporting.cli import reporting_app
+from services.reporting.workbench.cli import workbench_app
 from services.triage.learned_cli import classifier_app
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(reporting_app, name="reporting")
+app.add_typer(workbench_app, name="workbench")
 
 
 @app.callback()
@@ -428,13 +430,21 @@ def calendar_check(
 
 @config_app.command("check")
 def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default: CIVICBUS_CONFIG_DIR")] = None) -> None:
-    """Validate a configuration folder and summarise it."""
+    """Validate a configuration folder — the shared files and every service's own — and summarise it."""
     from civicbus.district import DistrictConfigError, UnitKind, load_district
     from civicbus.settings import ServiceSettings
+    from services.intake.open311_catalog import load_catalog
+    from services.intake.upstream import load_mappings
+    from services.notify.config import load_notify_config
     from services.reporting.config import load_reporting_config
+    from services.triage.routing_config import load_routing
 
     try:
         district = load_district(folder or ServiceSettings().config_dir)
+        # Each service's files by the loader the service starts and reloads with: what fails here fails there.
+        routing = load_routing(district)
+        notify = load_notify_config(district).file
+        catalog, mappings = load_catalog(district.folder, district), load_mappings(district.folder, district)
         load_reporting_config(district.folder)
     except DistrictConfigError as error:
         fail(str(error))
@@ -444,13 +454,9 @@ def config_check(folder: Annotated[Optional[Path], typer.Argument(help="default:
         + ", ".join(f"{count} {kind.value}" for kind, count in kinds.items())
         + f", {len(district.areas)} areas, {len(district.category_by_code)} categories"
     )
-    from services.intake.open311_catalog import load_catalog
-    from services.intake.upstream import load_mappings
-
-    try:
-        catalog, mappings = load_catalog(district.folder, district), load_mappings(district.folder, district)
-    except DistrictConfigError as error:
-        fail(str(error))
+    policies = len(notify.escalation.policies) if notify.escalation else 0
+    console.print(f"[green]✓[/] triage: {len(routing.route.routes)} routing branches; "
+                  f"notify: {policies} escalation policies, {len(notify.fallback)} fallback channels")
     open311 = f"Open311 {len(catalog.services)} services" if catalog else "no Open311"
     console.print(f"[green]✓[/] intake: {open311}; upstream platforms: {', '.join(sorted(mappings)) or 'none'}")
 
@@ -492,10 +498,11 @@ def routes_test(
     event_kind, extra = kinds[kind]
     try:
         district = load_district(config or ServiceSettings().config_dir)
+        engine = TriageEngine(district)  # with triage's routing.yaml
         event = INCOMING_ADAPTER.validate_python({"kind": event_kind, "source": source, "data": {**data, **extra}})
     except (DistrictConfigError, ValidationError) as error:
         fail(str(error))
-    decision = TriageEngine(district).decide(event)
+    decision = engine.decide(event)
     evidence = decision.classification.evidence
     console.print(f"[bold]类别 category[/]  {district.category_path(decision.classification.code)} "
                   f"({decision.classification.code}) — {evidence.method}, confidence {evidence.confidence:.2f}"

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from ops import devstack
 from civicbus.auth import Role, create_key
+from civicbus.district import District
 from civicbus.events import STATE_NAMES, TicketState
 from civicbus.kafka import create_topics
 from civicbus.privacy import mask_personal_data
@@ -32,14 +33,15 @@ from civicbus.mongo import create_mongo, database
 from civicbus.settings import PROJECT_ROOT, ServiceSettings
 from ops.services import SERVICES, service_entry
 from ops.webhook_receiver import WebhookSink
+from services.reporting.workbench.accounts import ROLE_NAMES, AccountStore, checked_account
 
 SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
 DEMO_DB = "civicbus_demo"
 DEMO_PREFIX = "demo."
 
 
-def _environment(sink: WebhookSink) -> dict[str, str]:
-    return {
+def _environment(sink: WebhookSink, service: str, workbench_key: str) -> dict[str, str]:
+    shared = {
         **os.environ,
         "CIVICBUS_KAFKA_BOOTSTRAP": devstack.kafka_bootstrap(),
         "CIVICBUS_MONGO_URL": devstack.mongo_url(),
@@ -50,9 +52,13 @@ def _environment(sink: WebhookSink) -> dict[str, str]:
         "CIVICBUS_QUIET_HOURS": "false",
         "CIVICBUS_LOG_JSON": "true",
     }
+    if service == "reporting":
+        # Reporting serves the workbench, whose actions go to intake's command API with a key of their own.
+        return {**shared, "CIVICBUS_WORKBENCH_KEY": workbench_key, "CIVICBUS_INTAKE_URL": _url("intake", "")}
+    return shared
 
 
-def _start_services(sink: WebhookSink) -> dict[str, subprocess.Popen]:
+def _start_services(sink: WebhookSink, workbench_key: str) -> dict[str, subprocess.Popen]:
     logs = devstack.home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes = {}
@@ -60,7 +66,8 @@ def _start_services(sink: WebhookSink) -> dict[str, subprocess.Popen]:
         with (logs / f"{name}.log").open("ab") as log_file:
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                cwd=PROJECT_ROOT, env=_environment(sink), stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=PROJECT_ROOT, env=_environment(sink, name, workbench_key), stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
     return processes
 
@@ -97,21 +104,50 @@ async def _wait_ready(client: httpx.AsyncClient, processes: dict[str, subprocess
         await asyncio.sleep(0.5)
 
 
-async def _prepare() -> dict[str, dict[str, str]]:
-    """Topics, an empty database, and API keys: the demo's administrator, a unit and the dispatcher."""
+# The workbench's demo accounts, one per role: username, name, role, unit or leader (the sample district's).
+DEMO_ACCOUNTS = [
+    ("zhangsan", "张三", "staff", {"unit": "laobao"}),
+    ("wangwu", "王五", "dispatcher", {}),
+    ("xuli", "徐丽", "callback", {}),
+    ("zhengxiuying", "郑秀英", "leader", {"leader": "zhengxiuying"}),
+    ("admin", "管理员", "admin", {}),
+]
+
+
+def demo_password(role: str) -> str:
+    return f"demo-{role}-2026"
+
+
+async def _prepare(district: District) -> tuple[dict[str, dict[str, str]], str]:
+    """Topics, an empty database, API keys (the demo's administrator, a unit, the dispatcher, and the workbench's
+    key for intake) and the workbench's demo accounts; the keys as headers, and the workbench's key."""
     settings = ServiceSettings(mongo_url=devstack.mongo_url(), mongo_db=DEMO_DB)
     await create_topics(devstack.kafka_bootstrap(), DEMO_PREFIX)
     client = create_mongo(settings)
     try:
         await client.drop_database(DEMO_DB)
         db = database(client, settings)
-        return {
+        accounts = AccountStore(db)
+        for username, name, role, where in DEMO_ACCOUNTS:
+            await accounts.create(checked_account(district, username, name, role, **where), demo_password(role))
+        keys = {
             "admin": {"X-API-Key": await create_key(db, "demo", Role.admin)},
             "laobao": {"X-API-Key": await create_key(db, "劳动保障所 张三", Role.unit, "laobao")},
             "pingan": {"X-API-Key": await create_key(db, "综治中心 王五", Role.unit, "pingan")},
         }
+        return keys, await create_key(db, "工作台 (demo)", Role.workbench)
     finally:
         await client.close()
+
+
+def _accounts_table(district: District) -> Table:
+    table = Table("角色", "用户名", "密码", "姓名", "单位 / 职务", title="工作台演示账号 Workbench demo accounts")
+    for username, name, role, where in DEMO_ACCOUNTS:
+        account = checked_account(district, username, name, role, **where)
+        unit = district.units[account.unit].name if account.unit else ""
+        title = district.leaders[account.leader].title if account.leader else ""
+        table.add_row(ROLE_NAMES[account.role], username, demo_password(role), name, unit or title or "—")
+    return table
 
 
 async def _play(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
@@ -208,10 +244,10 @@ async def run_demo(console: Console, keep_running: bool) -> int:
     district = load_district(ServiceSettings().config_dir)
     zone = ZoneInfo(district.timezone)
     units = {unit.id: unit.name for unit in district.units.values()}
-    keys = await _prepare()
+    keys, workbench_key = await _prepare(district)
     headers = keys["admin"]
     sink = await WebhookSink().start()
-    processes = _start_services(sink)
+    processes = _start_services(sink, workbench_key)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             console.print("[bold]启动服务[/] intake · triage · notify · reporting …")
@@ -253,6 +289,9 @@ async def run_demo(console: Console, keep_running: bool) -> int:
             total = summary["counts"]
             console.print(f"全街道：工单 {total['created']} 件，其中待人工派单 {total['manual']} 件。")
             console.print(f"API 密钥 (demo key): {headers['X-API-Key']}    reporting: {_url('reporting', '/docs')}")
+            console.print(f"工作台 {_url('reporting', '/workbench')}"
+                          + ("" if keep_running else "  (--keep-running 保持服务运行后可登录)"))
+            console.print(_accounts_table(district))
             if keep_running:
                 # The key travels in the URL fragment, which the browser never sends to the server.
                 console.print(f"数据驾驶舱 (dashboard): {_url('reporting', '/dashboard')}#key={headers['X-API-Key']}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from civicbus.errors import PermanentError
+from civicbus.errors import PermanentError, validation_problems
 from civicbus.events import (
     SUBMISSION_ADAPTER,
     Alarm,
@@ -53,10 +53,6 @@ class Inadmissible(PermanentError, ValueError):
         self.problems = problems
 
 
-def describe(error: ValidationError) -> list[str]:
-    return [f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors(include_url=False)]
-
-
 def parse(item: Any) -> Submission:
     """One item of a batch (or record of ``civic.intake``) as a submission, or :class:`Inadmissible`."""
     if not isinstance(item, dict) or item.get("type") not in TYPES:
@@ -64,7 +60,7 @@ def parse(item: Any) -> Submission:
     try:
         return SUBMISSION_ADAPTER.validate_python(item)
     except ValidationError as error:
-        raise Inadmissible(describe(error)) from error
+        raise Inadmissible(validation_problems(error)) from error
 
 
 class Admission:
@@ -108,4 +104,4 @@ class Admission:
                 envelope["event_id"] = event_id
             return event_type(**envelope)
         except ValidationError as error:
-            raise Inadmissible(describe(error)) from error
+            raise Inadmissible(validation_problems(error)) from error

@@ -1,5 +1,5 @@
 """The intake service: its own JSON API, upstream work orders, Open311 and the ``civic.intake`` topic in;
-``civic.events`` out."""
+``civic.events`` out; ticket commands out on ``civic.commands``, their decisions in from ``civic.command-results``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .settings import IntakeSettings
 
 from .admission import Admission
 from .api import router
+from .command_answers import subscribe_command_answers
 from .commands import router as commands_router
 from .kafka_entry import subscribe_intake_topic
 from .open311 import Open311Error, open311_error_handler
@@ -32,6 +33,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime = Runtime.build(settings)
     admission = Admission(load_mappings(settings.config_dir, runtime.district))
     subscribe_intake_topic(runtime, admission)
+    answers = subscribe_command_answers(runtime)
     catalog = load_catalog(settings.config_dir, runtime.district)  # None: the configuration offers no Open311
     requests = RequestStore(runtime)
     if catalog:
@@ -42,6 +44,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="Accepts complaints, alarms and inspection findings (事件受理), published with acks=all.",
         routers=[router, commands_router, *([open311_router] if catalog else [])],
     )
+    app.state.command_answers = answers
     app.state.open311 = catalog
     app.state.open311_requests = requests
     app.add_exception_handler(Open311Error, open311_error_handler)

@@ -33,13 +33,14 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from civicbus.auth import SUBMITTERS, Role, authenticate
+from civicbus.errors import validation_problems
 from civicbus.events import EARLIEST, LATEST, ComplaintSubmission, Location, utcnow
 from civicbus.logs import get_logger
 from civicbus.privacy import mask_personal_data, mask_url
 from civicbus.service import RETRY_AFTER_S
 from civicbus.topics import EVENTS
 
-from .admission import Inadmissible, describe
+from .admission import Inadmissible
 from .api import publish_acknowledged
 from .open311_catalog import AttributeSpec, Catalog, Service
 from .open311_requests import RequestStore
@@ -245,24 +246,27 @@ async def service_definition(request: Request, code: str, fmt: str) -> Response:
     return render(fmt, "service_definition", None, _service(request, code).definition(), _zone(request))
 
 
-@router.get("/requests/{request_id}.{fmt}", summary="One service request (诉求详情)")
-async def get_request(request: Request, request_id: str, fmt: str) -> Response:
+async def _one_request(request: Request, fmt: str, request_id: str, named: str) -> dict[str, Any]:
+    """The request a path names — by its id, or by its token, which is the same id — after the checks every read
+    makes; 404 saying which ``named`` parameter named nothing."""
     _check_format(fmt)
     _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
     documents = await _store(request).by_ids([request_id])
     if not documents:
-        raise Open311Error(404, f"service_request_id {request_id!r} 不存在 (request not found)")
-    return render(fmt, "service_requests", "request", [_request_view(documents[0])], _zone(request))
+        raise Open311Error(404, f"{named} {request_id!r} 不存在 ({named} not found)")
+    return documents[0]
+
+
+@router.get("/requests/{request_id}.{fmt}", summary="One service request (诉求详情)")
+async def get_request(request: Request, request_id: str, fmt: str) -> Response:
+    document = await _one_request(request, fmt, request_id, "service_request_id")
+    return render(fmt, "service_requests", "request", [_request_view(document)], _zone(request))
 
 
 @router.get("/tokens/{token}.{fmt}", summary="The request id of a token (回执查询)")
 async def get_token(request: Request, token: str, fmt: str) -> Response:
-    _check_format(fmt)
-    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
-    documents = await _store(request).by_ids([token])
-    if not documents:
-        raise Open311Error(404, f"token {token!r} 不存在 (token not found)")
-    return render(fmt, "service_requests", "request", [{"service_request_id": documents[0]["_id"], "token": token}],
+    document = await _one_request(request, fmt, token, "token")
+    return render(fmt, "service_requests", "request", [{"service_request_id": document["_id"], "token": token}],
                   _zone(request))
 
 
@@ -419,7 +423,7 @@ async def post_request(request: Request, fmt: str) -> Response:
         )
         event = request.app.state.admission.event(submission, principal.name, request.headers.get("Idempotency-Key", ""))
     except ValidationError as error:
-        raise Open311Error(400, *_form_problems(describe(error))) from error
+        raise Open311Error(400, *_form_problems(validation_problems(error))) from error
     except Inadmissible as error:
         raise Open311Error(400, *_form_problems(error.problems)) from error
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from civicbus import references
 from civicbus.district import Category, District, DistrictConfigError, Strict, load_config_file
 
 OPEN311_FILE = "open311.yaml"
@@ -101,16 +102,11 @@ def load_catalog(folder: Path, district: District) -> Catalog | None:
     if not path.is_file():
         return None
     settings = load_config_file(Open311File, path)
-    known = district.category_by_code
     for index, code in enumerate(settings.hidden):
-        if code not in known:
-            raise DistrictConfigError(f"{path}: hidden[{index}]: {code!r} is not a category of categories.yaml")
+        references.require_category(district, path, f"hidden[{index}]", code)
     for index, spec in enumerate(settings.attributes):
         for code in spec.categories:
-            if code not in known:
-                raise DistrictConfigError(
-                    f"{path}: attributes[{index}] ({spec.code}).categories: {code!r} is not a category of categories.yaml"
-                )
+            references.require_category(district, path, f"attributes[{index}] ({spec.code}).categories", code)
     services: dict[str, Service] = {}
     for category, parents in district.iter_categories():
         lineage = {node.code for node in (*parents, category)}

@@ -20,7 +20,9 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from civicbus import references
 from civicbus.district import District, DistrictConfigError, Strict, TimeZoneName, load_config_file
+from civicbus.errors import validation_problems
 from civicbus.events import ComplaintSubmission
 
 UPSTREAM_FOLDER = "upstream"
@@ -125,9 +127,7 @@ class Mapping:
         try:
             return ComplaintSubmission.model_validate({"source": self.spec.source, **envelope, **fields, "labels": labels})
         except ValidationError as error:
-            raise WorkOrderRefused([
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors(include_url=False)
-            ]) from error
+            raise WorkOrderRefused(validation_problems(error)) from error
 
     def _value(self, target: str, rule: FieldRule, order: dict[str, Any], problems: list[str]) -> Any:
         raw = rule.find(order)
@@ -177,18 +177,13 @@ def load_mappings(folder: Path, district: District) -> dict[str, Mapping]:
     upstream = folder / UPSTREAM_FOLDER
     if not upstream.is_dir():
         return mappings
-    known_codes = {code for category, _ in district.iter_categories() for code in category.upstream_codes}
     for path in sorted(upstream.glob("*.yaml")):
         spec = load_config_file(MappingFile, path)
         if spec.platform in mappings:
             raise DistrictConfigError(f"{path}: platform: {spec.platform!r} is already mapped by another file")
         category_rule = spec.fields.get("upstream_category")
         if category_rule and category_rule.map:
-            unknown = sorted(set(spec.value_maps[category_rule.map].values.values()) - known_codes)
-            if unknown:
-                raise DistrictConfigError(
-                    f"{path}: value_maps.{category_rule.map}: {', '.join(unknown)} are not upstream_codes of any "
-                    "category in categories.yaml"
-                )
+            references.require_upstream_codes(district, path, f"value_maps.{category_rule.map}",
+                                              spec.value_maps[category_rule.map].values.values())
         mappings[spec.platform] = Mapping(spec)
     return mappings

@@ -42,13 +42,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.district import Channel, District
 from civicbus.events import EventKind, NotificationResult, derived_event_id
 from civicbus.kafka import Publisher
 from civicbus.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATIONS
@@ -58,8 +56,9 @@ from .settings import NotifySettings
 from civicbus.topics import NOTIFICATIONS as RESULTS
 from civicbus.topics import TICKETS
 
-from .channels import ChannelAdapter, DeliveryError, SendContext, channel_id
-from .messages import Message, MessageRenderer
+from .channels import Channel, ChannelAdapter, DeliveryError, SendContext, channel_id
+from .in_force import InForce
+from .messages import VIEW, Message
 from .partitions import partition_timers
 from .schedule import RateLimiter, quiet_until, retry_delay
 
@@ -111,7 +110,8 @@ class Delivery:
         """What a retry (or, after the last one, a fallback) needs besides the fields every ``notifications``
         document has."""
         return {"correlation_id": self.correlation_id, "channel": self.channel.model_dump(mode="json"),
-                "title": self.message.title, "text": self.message.text, "urgent": self.urgent,
+                "title": self.message.title, "text": self.message.text, "url": self.message.url,
+                "button": self.message.button, "urgent": self.urgent,
                 "covers": self.covers, "fallback_of": self.fallback_of}
 
 
@@ -120,7 +120,7 @@ class DeliveryPipeline:
         self,
         db: AsyncDatabase,
         settings: NotifySettings,
-        district: District,
+        in_force: InForce,
         adapters: AdapterFactory,
         publisher: Publisher,
         clock: Clock = lambda: datetime.now(UTC),
@@ -128,9 +128,7 @@ class DeliveryPipeline:
         self._db = db
         self._collection = db[NOTIFICATIONS_COLLECTION]
         self._settings = settings
-        self._district = district
-        self._renderer = MessageRenderer(district)
-        self._zone = ZoneInfo(district.timezone)
+        self._in_force = in_force
         self._adapters = adapters
         self._publisher = publisher
         self._clock = clock
@@ -169,7 +167,8 @@ class DeliveryPipeline:
         results."""
         if not pending:
             return []
-        quiet_end = quiet_until(now, self._district.notify.quiet_hours, self._zone)
+        config = self._in_force.current
+        quiet_end = quiet_until(now, config.notify.file.quiet_hours, config.zone)
         held: list[tuple[Delivery, datetime, str]] = []
         to_send: list[Delivery] = []
         limiter = await self._load_rates(pending)
@@ -280,15 +279,18 @@ class DeliveryPipeline:
                   if document["status"] == "failed" and len(document["attempts"]) == due[key] and "retry" in document]
         return results + await self._settle(interrupted, failed, partition)
 
-    @staticmethod
-    def _rebuild(key: str, document: dict[str, Any]) -> Delivery:
+    def _rebuild(self, key: str, document: dict[str, Any]) -> Delivery:
         state = document["retry"]
         transition = document["transition"]
+        # A retry filed before messages carried links gets its ticket's page (or the workbench's, if about none).
+        message = Message(state["title"], state["text"],
+                          state.get("url") or self._in_force.current.renderer.page_url(document["ticket_id"]),
+                          state.get("button", VIEW))
         return Delivery(
             key=key, ticket_id=document["ticket_id"], ticket_event_id=document["ticket_event_id"],
             correlation_id=state["correlation_id"], transition=EventKind(transition) if transition else None,
             recipient=document["recipient"], role=document["role"],
-            channel=CHANNEL_ADAPTER.validate_python(state["channel"]), message=Message(state["title"], state["text"]),
+            channel=CHANNEL_ADAPTER.validate_python(state["channel"]), message=message,
             urgent=state["urgent"], covers=state["covers"], fallback_of=state["fallback_of"],
             previous_attempts=len(document["attempts"]), error=document.get("error", ""),
         )
@@ -406,7 +408,8 @@ class DeliveryPipeline:
             if not items:
                 continue
             first = items[0]
-            message = self._renderer.render_digest([item["line"] for item in items], document["reason"], now)
+            message = self._in_force.current.renderer.render_digest([item["line"] for item in items],
+                                                                    document["reason"], now)
             deliveries.append(Delivery(
                 key=f"digest:{digest_id}", ticket_id=first["ticket_id"], ticket_event_id=first["ticket_event_id"],
                 correlation_id=first["correlation_id"],
@@ -442,16 +445,17 @@ class DeliveryPipeline:
     def _fallbacks(self, failed: Sequence[Delivery]) -> list[Delivery]:
         """A message that failed for good goes to the fallback channels (兜底), once; a fallback has none."""
         fallbacks = []
+        config = self._in_force.current
         for delivery in failed:
             if delivery.fallback_of:
                 continue
-            message = self._renderer.render_fallback(delivery.message, delivery.recipient, delivery.error)
+            message = config.renderer.render_fallback(delivery.message, delivery.recipient, delivery.error)
             fallbacks.extend(Delivery(
                 key=f"{delivery.key}:fallback:{channel_id(channel)}", ticket_id=delivery.ticket_id,
                 ticket_event_id=delivery.ticket_event_id, correlation_id=delivery.correlation_id,
                 transition=delivery.transition, recipient="fallback", role="fallback", channel=channel,
                 message=message, urgent=True, fallback_of=delivery.key,
-            ) for channel in self._district.notify.fallback)
+            ) for channel in config.notify.file.fallback)
         return fallbacks
 
     @staticmethod

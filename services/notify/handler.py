@@ -7,30 +7,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from civicbus.district import District
 from civicbus.events import TicketEvent
 from civicbus.kafka import BatchOutcome, Consumed
 
 from .channels import channel_id
 from .delivery import Delivery, DeliveryPipeline
-from .messages import MessageRenderer
-from .recipients import channels_of, is_urgent, recipients
+from .in_force import InForce
+from .recipients import is_urgent, recipients
 from .timers import Timers
 
 
 class NotifyHandler:
-    def __init__(self, district: District, pipeline: DeliveryPipeline, timers: Timers) -> None:
-        self._district = district
+    def __init__(self, in_force: InForce, pipeline: DeliveryPipeline, timers: Timers) -> None:
+        self._in_force = in_force
         self._pipeline = pipeline
         self._timers = timers
-        self._renderer = MessageRenderer(district)
 
     def deliveries(self, event: TicketEvent) -> list[Delivery]:
         planned = []
-        urgent = is_urgent(event.ticket, self._district)
-        for unit_id, role in recipients(event, self._district):
-            message = self._renderer.render(event, role)
-            for channel in channels_of(unit_id, self._district):
+        config = self._in_force.current
+        urgent = is_urgent(event.ticket, config.notify)
+        for unit_id, role in recipients(event, config.district, config.notify):
+            message = config.renderer.render(event, role)
+            for channel in config.notify.channels_of(unit_id):
                 planned.append(
                     Delivery(
                         # The channel by its stable id, not its place in the list: reordering channels in the

@@ -6,11 +6,17 @@ reopened (工单反弹), other transitions (工单动态), a reminder before a d
 
 Every time in a message is the district's (``local_time``), never UTC — including an instant another service wrote
 into a note (e.g. 同意延期至 2026-11-27T09:30:00+00:00, as triage notes a granted extension).
+
+Every message links to the workbench (工单处置工作台, served by reporting at ``public_base_url``): a message about a
+ticket to ``/workbench/tickets/<ticket id>``, where the ticket is signed for and handled; a digest or a summary of
+several to ``/workbench``. A link carries the ticket's id and nothing else: the page shows the rest only to a person
+who signs in and may see it (civicbus/privacy.py).
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +35,7 @@ DIGEST_LINES = 50
 # An ISO 8601 instant with its offset (or Z), as events carry them; a time without one says no instant to convert.
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})")
 DEADLINE_NAMES = {"sign_for": "签收时限", "resolve": "办结时限"}
+VIEW, SIGN_FOR = "查看", "签收"  # what a message's button or link says
 TITLES = {
     EventKind.ticket_routed: "新工单",
     EventKind.ticket_manual: "待人工派单",
@@ -61,13 +68,26 @@ def template_for(kind: EventKind, role: str) -> str:
 
 @dataclass(frozen=True)
 class Message:
+    """What a channel sends: a title, the text and the workbench page it is about, with the word its button (or
+    link) shows — 签收 where the message asks the unit to sign for the ticket (the page is where it does), 查看
+    otherwise."""
+
     title: str
     text: str
+    url: str
+    button: str = VIEW
+
+
+def button_for(ticket: Ticket, role: str) -> str:
+    """签收 for the lead unit of a ticket still waiting to be signed for (新工单, 改派, 反弹, its reminders and missed
+    签收时限); 查看 for everyone else."""
+    return SIGN_FOR if role == "lead" and ticket.state in PENDING_STATES["sign_for"] else VIEW
 
 
 class MessageRenderer:
-    def __init__(self, district: District) -> None:
+    def __init__(self, district: District, public_base_url: str) -> None:
         self._district = district
+        self._workbench = f"{public_base_url}/workbench"  # NotifySettings gives it without a trailing slash
         self._zone = ZoneInfo(district.timezone)
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -82,6 +102,11 @@ class MessageRenderer:
     def local_times_in(self, text: str) -> str:
         """``text`` with each instant written in it shown as the district's time."""
         return INSTANT.sub(lambda found: self.local_time(datetime.fromisoformat(found.group())), text)
+
+    def page_url(self, ticket_id: str = "") -> str:
+        """A ticket's page in the workbench, its id quoted (whatever it holds); the workbench itself for a message
+        about no one ticket (a digest, a summary)."""
+        return f"{self._workbench}/tickets/{urllib.parse.quote(ticket_id, safe='')}" if ticket_id else self._workbench
 
     def unit_name(self, unit_id: str) -> str:
         unit = self._district.units.get(unit_id)
@@ -111,7 +136,8 @@ class MessageRenderer:
             **extra,
         )
         title = f"【{headline}】{ticket.title}"
-        return Message(title=mask_personal_data(title), text=mask_personal_data(text.strip()))
+        return Message(title=mask_personal_data(title), text=mask_personal_data(text.strip()),
+                       url=self.page_url(ticket.ticket_id), button=button_for(ticket, role))
 
     def render_digest(self, lines: Sequence[str], reason: str, now: datetime) -> Message:
         """Several messages as one (消息汇总): held in quiet hours, or more than a robot may post in a minute. Long
@@ -121,14 +147,14 @@ class MessageRenderer:
             total=len(lines), reason=reason, now=now,
         )
         title = f"【消息汇总】共{len(lines)}条"
-        return Message(title=title, text=mask_personal_data(text.strip()))
+        return Message(title=title, text=mask_personal_data(text.strip()), url=self.page_url())
 
     def render_fallback(self, message: Message, recipient: str, error: str) -> Message:
         """What the fallback channel (兜底) receives when a message could not reach its recipient."""
         text = self._env.get_template("fallback.j2").render(
             district=self._district.name, recipient=self.recipient_name(recipient), error=error, message=message,
         )
-        return Message(title=f"【通知失败】{message.title}", text=mask_personal_data(text.strip()))
+        return Message(title=f"【通知失败】{message.title}", text=mask_personal_data(text.strip()), url=message.url)
 
     def render_daily(self, leader: Leader, tickets: Sequence[Ticket], now: datetime, max_listed: int) -> Message:
         """A leader's morning summary (每日汇总) of open tickets, the overdue ones listed first by name."""
@@ -147,7 +173,7 @@ class MessageRenderer:
             unit_names={ticket.lead_unit: self.unit_name(ticket.lead_unit) for ticket in tickets},
         )
         title = f"【每日汇总】在办{len(tickets)}件，超期{len(overdue)}件"
-        return Message(title=title, text=mask_personal_data(text.strip()))
+        return Message(title=title, text=mask_personal_data(text.strip()), url=self.page_url())
 
     def recipient_name(self, recipient: str) -> str:
         if recipient in self._district.units:

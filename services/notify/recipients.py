@@ -1,9 +1,12 @@
-"""Who hears of what (通知对象): recipients of each transition and of each escalation step, and their channels."""
+"""Who hears of what (通知对象): recipients of each transition and of each escalation step (their channels are
+``NotifyConfig.channels_of``)."""
 
 from __future__ import annotations
 
-from civicbus.district import Channel, District, EscalationTarget, LeaderRole
+from civicbus.district import District, LeaderRole
 from civicbus.events import EventKind, Ticket, TicketEvent, TicketState
+
+from .config import EscalationTarget, NotifyConfig
 
 # A ticket that changed hands is news to its new unit, as a new ticket is.
 REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKind.ticket_reopened}
@@ -12,22 +15,22 @@ REDISPATCHED = {EventKind.ticket_returned, EventKind.ticket_reassigned, EventKin
 TO_LEAD_UNIT = {EventKind.ticket_supervised, EventKind.ticket_callback_recorded, EventKind.ticket_extension_decided}
 
 
-def recipients(event: TicketEvent, district: District) -> list[tuple[str, str]]:
+def recipients(event: TicketEvent, district: District, notify: NotifyConfig) -> list[tuple[str, str]]:
     """(unit id, role) of everyone who must hear of this transition."""
     ticket = event.ticket
     if event.kind is EventKind.ticket_manual or (ticket.state is TicketState.manual and event.kind in REDISPATCHED):
         return [(district.dispatcher.id, "dispatcher")]
     if event.kind is EventKind.ticket_routed or event.kind in REDISPATCHED:
         return [(ticket.lead_unit, "lead"), *((unit, "assist") for unit in ticket.assist_units)]
-    overdue_to_unit = event.kind is EventKind.ticket_overdue and not _escalation_tells_unit(event, district)
+    overdue_to_unit = event.kind is EventKind.ticket_overdue and not _escalation_tells_unit(event, notify)
     if (event.kind in TO_LEAD_UNIT or overdue_to_unit) and ticket.lead_unit:
         return [(ticket.lead_unit, "lead")]
     return []  # grouping, sign-for, notes, resolution…: on the ticket, not worth a message
 
 
-def _escalation_tells_unit(event: TicketEvent, district: District) -> bool:
+def _escalation_tells_unit(event: TicketEvent, notify: NotifyConfig) -> bool:
     """Whether the first step of the ticket's escalation policy tells its unit of this missed deadline."""
-    escalation = district.notify.escalation
+    escalation = notify.file.escalation
     if escalation is None or event.deadline is None:
         return False
     policy = escalation.policy_for(event.ticket.category, str(event.ticket.response_level))
@@ -50,18 +53,7 @@ def escalation_recipients(ticket: Ticket, targets: tuple[str, ...], district: Di
     return list(dict.fromkeys(found))
 
 
-def channels_of(recipient: str, district: District) -> list[Channel]:
-    """A unit's own channels and its contacts' personal ones, or a leader's."""
-    unit = district.units.get(recipient)
-    if unit is not None:
-        return [*unit.channels, *(channel for contact in unit.contacts for channel in contact.channels)]
-    leader = district.leaders.get(recipient)
-    if leader is not None:
-        return list(leader.channels)
-    raise KeyError(f"recipient {recipient!r} is neither a unit nor a leader of this configuration")
-
-
-def is_urgent(ticket: Ticket, district: District) -> bool:
+def is_urgent(ticket: Ticket, notify: NotifyConfig) -> bool:
     """Urgent messages are never held in quiet hours (紧急、特急 tickets by default)."""
-    quiet = district.notify.quiet_hours
+    quiet = notify.file.quiet_hours
     return quiet is None or str(ticket.severity) in quiet.urgent_severities

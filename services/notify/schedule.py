@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from civicbus.district import EscalationPolicy, QuietHours
 from civicbus.scheduling import minute_id
+
+from .config import EscalationPolicy, QuietHours
 
 
 def reminder_times(start: datetime, due: datetime, fractions: list[float]) -> list[tuple[float, datetime]]:

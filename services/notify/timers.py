@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.district import District, EscalationTarget, LeaderRole
+from civicbus.district import LeaderRole
 from civicbus.events import OPEN_STATES, PENDING_STATES, EventKind, ResponseLevel, Ticket, TicketEvent, derived_event_id
 from civicbus.kafka import Subscription
 from civicbus.logs import get_logger
@@ -32,10 +31,11 @@ from civicbus.scheduling import run_periodically
 from civicbus.topics import TICKETS as TICKET_TOPIC
 
 from .channels import channel_id
+from .config import EscalationTarget
 from .delivery import Delivery, DeliveryPipeline
-from .messages import MessageRenderer
+from .in_force import InForce
 from .partitions import STATE
-from .recipients import channels_of, escalation_recipients, is_urgent
+from .recipients import escalation_recipients, is_urgent
 from .schedule import escalation_steps, overdue_text, reminder_times
 
 log = get_logger(__name__)
@@ -75,22 +75,21 @@ def open_id(partition: int) -> str:
 
 
 class Timers:
-    def __init__(self, db: AsyncDatabase, district: District, pipeline: DeliveryPipeline,
+    def __init__(self, db: AsyncDatabase, in_force: InForce, pipeline: DeliveryPipeline,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = db
-        self._district = district
+        self._in_force = in_force
         self._pipeline = pipeline
         self._clock = clock
-        self._renderer = MessageRenderer(district)
-        self._zone = ZoneInfo(district.timezone)
         self.subscription: Subscription | None = None  # set once subscribed: the partitions this process ticks
 
     def plan(self, ticket: Ticket, since: datetime) -> list[Timer]:
         """The reminders and escalation steps of a ticket whose deadlines were set at ``since``."""
-        notify = self._district.notify
+        config = self._in_force.current
+        notify = config.notify.file
         policy = (notify.escalation.policy_for(ticket.category, str(ticket.response_level))
                   if notify.escalation else None)
-        factor = (self._district.deadlines.heightened.escalation_factor
+        factor = (config.district.deadlines.heightened.escalation_factor
                   if ticket.response_level is ResponseLevel.heightened else 1.0)
         timers = []
         for deadline in ("sign_for", "resolve"):
@@ -161,8 +160,7 @@ class Timers:
                   if timer.at <= now]
         snapshots = await find_by_ids(self._db[TICKETS], {timer.ticket_id for timer in timers})
         tickets = {ticket_id: Ticket.model_validate(document["ticket"]) for ticket_id, document in snapshots.items()}
-        deliveries = [delivery for timer in timers if timer.ticket_id in tickets
-                      for delivery in self.deliveries(timer, tickets[timer.ticket_id], now)]
+        deliveries = self._due_deliveries(timers, tickets, now)
         daily_day, daily = await self.daily_digests(now) if partition == DAILY_PARTITION else ("", [])
         results, _ = await self._pipeline.run([*deliveries, *daily], partition)
         results.extend(await self._pipeline.flush_digests(digests, partition, now))
@@ -173,6 +171,20 @@ class Timers:
         NOTIFY_TIMERS_DONE.labels(str(partition)).set(now.timestamp())
         return len(results)
 
+    def _due_deliveries(self, timers: Iterable[Timer], tickets: dict[str, Ticket], now: datetime) -> list[Delivery]:
+        """What the due timers send. A timer whose ticket names a unit or leader the configuration no longer knows
+        (a reload removed it) is skipped and logged: the partition's other timers and its watermark go on."""
+        planned = []
+        for timer in timers:
+            if timer.ticket_id not in tickets:
+                continue
+            try:
+                planned.extend(self.deliveries(timer, tickets[timer.ticket_id], now))
+            except KeyError as error:
+                log.warning("定时消息的收件人已不在配置中，跳过 (timer recipient no longer configured; skipped)",
+                            timer=timer.entry(), error=str(error))
+        return planned
+
     def deliveries(self, timer: Timer, ticket: Ticket, now: datetime) -> list[Delivery]:
         """What a due timer sends, or nothing when its deadline was met (签收/办结) or moved (延期, 改派)."""
         due = ticket.due(timer.deadline)
@@ -181,10 +193,11 @@ class Timers:
         if timer.kind == "remind" and now >= timer.due:
             return []  # a reminder filed late (after an outage) must not announce a deadline already past
         extra: dict[str, Any] = {"deadline": timer.deadline, "due": timer.due}
+        config = self._in_force.current
         if timer.kind == "remind":
             kind, targets = EventKind.ticket_reminder, (EscalationTarget.unit.value,)
         else:
-            notify = self._district.notify
+            notify = config.notify.file
             if notify.escalation is None:
                 return []
             policy = notify.escalation.policy_for(ticket.category, str(ticket.response_level))
@@ -195,14 +208,14 @@ class Timers:
             kind = EventKind.ticket_escalated
             extra |= {"step": step, "policy_name": policy.name,
                       "overdue_text": overdue_text((timer.at - timer.due).total_seconds() / 60)}
-        urgent = is_urgent(ticket, self._district)
+        urgent = is_urgent(ticket, config.notify)
         timer_id = derived_event_id(timer.kind, ticket.ticket_id, timer.deadline, timer.detail, timer.due.isoformat())
         planned = []
-        for recipient, role in escalation_recipients(ticket, targets, self._district):
+        for recipient, role in escalation_recipients(ticket, targets, config.district):
             # The unit reads a missed deadline as 工单超期; leaders read it as an escalation to act on.
             message_kind = EventKind.ticket_overdue if kind is EventKind.ticket_escalated and role == "lead" else kind
-            message = self._renderer.render_ticket(ticket, message_kind, role, **extra)
-            for channel in channels_of(recipient, self._district):
+            message = config.renderer.render_ticket(ticket, message_kind, role, **extra)
+            for channel in config.notify.channels_of(recipient):
                 planned.append(Delivery(
                     key=f"{timer_id}:{recipient}:{channel_id(channel)}", ticket_id=ticket.ticket_id,
                     ticket_event_id=timer_id,
@@ -215,10 +228,11 @@ class Timers:
         """Once a day, after ``daily_digest.at``: each leader's summary (每日汇总). The claim keys name the day, so
         a repeated tick sends none twice; the state document (the day returned, stored once sent) spares later ticks
         the reads. The open tickets are read by ``_id``: the open set of every partition, then their snapshots."""
-        daily = self._district.notify.daily_digest
+        config = self._in_force.current
+        daily = config.notify.file.daily_digest
         if daily is None:
             return "", []
-        local = now.astimezone(self._zone)
+        local = now.astimezone(config.zone)
         day = local.date().isoformat()
         if local.time() < daily.at:
             return "", []
@@ -233,7 +247,7 @@ class Timers:
                                               for ticket_id in ids if ticket_id in snapshots)
                         if ticket.state in OPEN_STATES]
         planned = []
-        for leader in self._district.leaders.values():
+        for leader in config.district.leaders.values():
             if leader.role is LeaderRole.main and "main_leaders" in daily.to:
                 mine = open_tickets
             elif leader.role is LeaderRole.in_charge and "leader_in_charge" in daily.to:
@@ -242,12 +256,12 @@ class Timers:
                 continue
             if not mine:
                 continue
-            message = self._renderer.render_daily(leader, mine, now, daily.max_listed)
+            message = config.renderer.render_daily(leader, mine, now, daily.max_listed)
             planned.extend(Delivery(
                 key=f"daily:{day}:{leader.id}:{channel_id(channel)}", ticket_id="", ticket_event_id="",
                 correlation_id="", transition=None, recipient=leader.id, role=str(leader.role), channel=channel,
                 message=message, urgent=True,  # sent at the hour chosen for it
-            ) for channel in leader.channels)
+            ) for channel in config.notify.channels_of(leader.id))
         return day, planned
 
     async def run(self, interval: float) -> None:

@@ -81,9 +81,9 @@ def _viewer(principal: Principal) -> str:
     return principal.unit if principal.role is Role.unit else ""
 
 
-def _for(principal: Principal, ticket: dict[str, Any], dispatcher: str) -> dict[str, Any]:
+def as_shown_to(principal: Principal, ticket: dict[str, Any], dispatcher: str) -> dict[str, Any]:
     """The ticket (or a list's item) as this reader may see it: whole for those who make the callback, personal
-    data masked else."""
+    data masked else (the workbench shows tickets to people by the same rule)."""
     calls_back = principal.role is Role.admin or (
         principal.role is Role.unit and principal.unit in (ticket.get("lead_unit"), dispatcher))
     return ticket if calls_back else mask_record(ticket)
@@ -91,7 +91,7 @@ def _for(principal: Principal, ticket: dict[str, Any], dispatcher: str) -> dict[
 
 def _shown_to(principal: Principal, request: Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
     dispatcher = request.app.state.runtime.district.dispatcher.id
-    return lambda ticket: _for(principal, ticket, dispatcher)
+    return lambda ticket: as_shown_to(principal, ticket, dispatcher)
 
 
 def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:

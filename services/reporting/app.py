@@ -17,6 +17,8 @@ from .exports_api import router as exports_router
 from .handler import notification_results_handler, ticket_events_handler
 from .projections import Projections
 from .report import ReportError, Reports
+from .workbench import ROUTERS as WORKBENCH_ROUTERS
+from .workbench import install as install_workbench
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
@@ -33,9 +35,11 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
     app = service_app(
         runtime,
         title="civicbus reporting",
-        description="Read models and the leaders' API: figures, rankings, trends, overdue lists, tickets with timelines (考核指标、排名、趋势、超期、工单).",
-        routers=[router, dashboard_router, exports_router],
+        description="Read models, the leaders' API (figures, rankings, trends, overdue lists, tickets with timelines: "
+                    "考核指标、排名、趋势、超期、工单) and the workbench where people act on tickets (工单处置工作台).",
+        routers=[router, dashboard_router, exports_router, *WORKBENCH_ROUTERS],
     )
+    install_workbench(app, runtime)
     reports = Reports(runtime.db, runtime.district, config)
 
     async def unanswerable(_: Request, error: Exception) -> JSONResponse:

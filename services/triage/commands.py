@@ -1,12 +1,14 @@
-"""Triage's command handler: commands on tickets in (civic.commands), transitions or refusals out (civic.tickets).
+"""Triage's command handler: commands on tickets in (civic.commands), transitions or refusals out (civic.tickets),
+and each command's decision for the one who sent it (civic.command-results).
 
 One writer per ticket: commands are keyed by the shard in the ticket's number (civicbus.events.ticket_shard), the
 key of the triaged events that open and join the ticket too, so one consumer applies all of them in order.
-Each outcome is first written as a decision record (``command_results``, by command id, holding the events to
-publish), then applied to the ticket (which remembers the command ids it applied), then published. A command
-read again — a redelivery, or the same command id sent twice — finds its decision record: the ticket is brought up
-to it if the crash came before, its events are published again under the same ids, and nothing else happens.
-Intake reads the decision record to answer the caller, once it is marked settled (the ticket written and announced).
+Each outcome is first written as a decision record (``command_results``, triage's own, by command id, holding the
+events to publish), then applied to the ticket (which remembers the command ids it applied), then published, and
+then the decision is announced (``CommandDecided``): whoever reads it, intake answering its caller, finds the ticket
+written and the transition announced. A command read again — a redelivery, or the same command id sent twice —
+finds its decision record: the ticket is brought up to it if the crash came before, its events and its decision are
+published again under the same ids, and nothing else happens.
 A dispatcher's 改派 that teaches the classifier (learned.correction_of) is recorded before its decision record, so a
 redelivery that finds no decision record derives it again under the same id.
 """
@@ -20,11 +22,21 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import Action, EventKind, Ticket, TicketCommand, TicketEvent, derived_event_id
+from civicbus.district import District
+from civicbus.events import (
+    Action,
+    Actor,
+    CommandDecided,
+    EventKind,
+    Ticket,
+    TicketCommand,
+    TicketEvent,
+    derived_event_id,
+)
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
-from civicbus.mongo import COMMAND_RESULTS, bulk_write, find_by_ids, insert_missing
+from civicbus.mongo import bulk_write, find_by_ids, insert_missing
 from civicbus.refusals import RefusalCode
-from civicbus.topics import TICKETS
+from civicbus.topics import COMMAND_DECISIONS, TICKETS
 
 from .decide import TriageEngine
 from .learned import CORRECTIONS_COLLECTION, correction_of
@@ -33,9 +45,23 @@ from .overdue import file_deadlines
 from .redispatch import rerouted, with_new_deadlines
 from .store import TICKETS_COLLECTION, StoredTicket, TicketStore
 
+DECISIONS_COLLECTION = "command_results"
+"""Triage's decision records, by command id: what makes a command read twice apply once."""
+
 # Fields a command never sets: the events consumer owns them (grouping), they are bookkeeping, or personal data
 # that only the ticket keeps (decision records hold no caller_phone, README).
 _NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats", "caller_phone"}
+ROLE_NAMES = {"leader": "领导", "admin": "管理员"}
+
+
+def actor_text(actor: Actor, district: District) -> str:
+    """Who the timeline says acted: a person signed in to the workbench by name and unit (or role), so that every
+    step names the one who took it; a key (a system, a unit's shared key) by its name."""
+    if not actor.account:
+        return actor.name
+    unit = district.units.get(actor.unit)
+    where = ROLE_NAMES.get(actor.role) or (unit.name if unit else actor.unit)
+    return f"{actor.name}（{where}）" if where else actor.name
 
 
 def decision_record(command: TicketCommand, outcome: Applied | Refused, events: list[TicketEvent]) -> dict[str, Any]:
@@ -54,6 +80,20 @@ def decision_record(command: TicketCommand, outcome: Applied | Refused, events: 
     return record
 
 
+def decision_event(command: TicketCommand, record: dict[str, Any]) -> CommandDecided:
+    """A decision record as announced: the same id every time the command is read, so it is recorded once."""
+    return CommandDecided(
+        event_id=derived_event_id(command.event_id, "decided"),
+        source="civicbus.triage",
+        occurred_at=record["decided_at"],
+        correlation_id=command.correlation_id,
+        command_id=command.event_id,
+        ticket_id=command.ticket_id,
+        **{name: record[name] for name in ("status", "transition", "state", "code", "message", "message_en")
+           if name in record},
+    )
+
+
 class CommandHandler:
     def __init__(
         self, engine: Callable[[], TriageEngine], store: TicketStore, publisher: Publisher, db: AsyncDatabase
@@ -61,7 +101,7 @@ class CommandHandler:
         self._engine = engine  # the rules in force (they may be reloaded)
         self._store = store
         self._publisher = publisher
-        self._results = db[COMMAND_RESULTS]
+        self._results = db[DECISIONS_COLLECTION]
         self._tickets = db[TICKETS_COLLECTION]
         self._corrections = db[CORRECTIONS_COLLECTION]
 
@@ -107,13 +147,14 @@ class CommandHandler:
                         if correction is not None:
                             corrections[command_id] = correction
                     current[command.ticket_id] = ticket
-                    events.append(self._event(command, result.kind, ticket, result.note, deadline=result.deadline))
+                    events.append(self._event(command, result.kind, ticket, result.note, engine.district,
+                                              deadline=result.deadline))
                 elif command.ticket_id in current and command.actor.role != "system" \
                         and result.code is not RefusalCode.ticket_not_found:
                     # The refusal is part of the ticket's audit trail too; not one to a key for which the ticket
                     # does not exist (lifecycle: a unit with no business with it).
                     events.append(self._event(command, EventKind.ticket_command_refused, current[command.ticket_id],
-                                              result.message, refusal_code=str(result.code)))
+                                              result.message, engine.district, refusal_code=str(result.code)))
             except Exception as error:  # a datum this code did not foresee: that command, not the batch
                 item = next(item for item in batch if item.event.event_id == command_id)
                 outcome.failed.append((item, f"command error: {type(error).__name__}: {error}"))
@@ -126,10 +167,9 @@ class CommandHandler:
         writer = {item.event.ticket_id: item.record.partition for item in batch}
         await self._bring_tickets_up_to(commands, {**decided, **records}, stored, writer)
         await self._publisher.publish(TICKETS, to_publish)
-        # Intake answers the caller once its command is settled: decided, on the ticket and announced.
-        await bulk_write(self._results, [UpdateOne({"_id": command_id}, {"$set": {"settled": True}})
-                                         for command_id in {**decided, **records}
-                                         if not decided.get(command_id, {}).get("settled")])
+        # Last, once the ticket is written and its transition announced: the caller learns what its command did.
+        await self._publisher.publish(COMMAND_DECISIONS, [
+            decision_event(commands[command_id], record) for command_id, record in {**decided, **records}.items()])
         return outcome
 
     async def _bring_tickets_up_to(
@@ -165,8 +205,8 @@ class CommandHandler:
 
     @staticmethod
     def _event(
-        command: TicketCommand, kind: EventKind, ticket: Ticket, note: str, refusal_code: str = "",
-        deadline: str | None = None,
+        command: TicketCommand, kind: EventKind, ticket: Ticket, note: str, district: District,
+        refusal_code: str = "", deadline: str | None = None,
     ) -> TicketEvent:
         return TicketEvent(
             event_id=derived_event_id(command.event_id, "outcome"),
@@ -174,7 +214,7 @@ class CommandHandler:
             source="civicbus.triage",
             correlation_id=command.correlation_id,
             ticket=ticket,
-            actor=command.actor.name,
+            actor=actor_text(command.actor, district),
             note=note,
             command_id=command.event_id,
             refusal_code=refusal_code,

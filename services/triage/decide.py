@@ -30,6 +30,7 @@ from .deadlines import Deadlines, WorkingCalendar, choose_policy, compute_deadli
 from .groups import home_of
 from .locate import Located, Locator
 from .routing import Assignment, Router
+from .routing_config import RoutingFile, load_routing
 
 KIND_LABEL = {
     EventKind.complaint_received: "complaint",
@@ -47,18 +48,21 @@ class Decision:
 
 
 class TriageEngine:
-    def __init__(self, district: District) -> None:
+    def __init__(self, district: District, routing: RoutingFile | None = None) -> None:
+        """``routing``: triage's routing.yaml, read from the district's folder (and cross-checked) unless given —
+        like the learned model, so a new engine is triage's whole configuration, loaded again on every change."""
         from .learned import load_district_model  # the model named in categories.yaml, if any (sklearn only then)
 
         self.district = district
+        self.routing = routing if routing is not None else load_routing(district)
         self.classifier = Classifier(district, load_district_model(district))
         self.locator = Locator(district)
-        self.router = Router(district)
+        self.router = Router(district, self.routing.route)
         self.calendar = WorkingCalendar(district.deadlines, district.timezone)
 
     def fingerprint(self, event: Event) -> str:
         """The configured fields of an alarm, joined: repeats with the same fingerprint are one ticket."""
-        fields = self.district.routing.grouping.alarm_fingerprint
+        fields = self.routing.grouping.alarm_fingerprint
         values = {"source": event.source, **event.data.model_dump(include=set(fields))}  # type: ignore[attr-defined]
         return "|".join(str(values[name]) for name in fields)
 

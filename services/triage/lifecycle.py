@@ -175,7 +175,8 @@ def _add_note(ticket: Ticket, command: TicketCommand, now: datetime, district: D
         return Refused(RefusalCode.not_allowed, "只有主办、协办单位和领导可以添加进展")
     if not command.note:
         return Refused(RefusalCode.missing_field, "进展内容不能为空")
-    return Applied(_changed(ticket), EventKind.ticket_note_added, command.note)
+    return Applied(_changed(ticket, attachments=_with_attachments(ticket, command)), EventKind.ticket_note_added,
+                   command.note)
 
 
 def _resolve(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
@@ -187,12 +188,18 @@ def _resolve(ticket: Ticket, command: TicketCommand, now: datetime, district: Di
         return Refused(RefusalCode.missing_field, "须填写办结情况")
     return Applied(
         _changed(ticket, state=TicketState.resolved, resolved_at=now, resolution=command.result,
-                 attachments=list(command.attachments), pending_extension=None,
+                 attachments=_with_attachments(ticket, command), pending_extension=None,
                  amount_recovered=command.amount_recovered if command.amount_recovered is not None
                  else ticket.amount_recovered),
         EventKind.ticket_resolved,
         command.result,
     )
+
+
+def _with_attachments(ticket: Ticket, command: TicketCommand) -> list[str]:
+    """The ticket's files with the command's added: a 进展's photos are still there after 办结 (and a first 办结's
+    after 重办)."""
+    return list(dict.fromkeys([*ticket.attachments, *command.attachments]))
 
 
 def _record_callback(ticket: Ticket, command: TicketCommand, now: datetime, district: District) -> Outcome:
@@ -250,11 +257,20 @@ def _reassign(ticket: Ticket, command: TicketCommand, now: datetime, district: D
         return Refused(RefusalCode.unknown_unit, command.unit or "（未指定）")
     if unit.id == ticket.lead_unit:
         return Refused(RefusalCode.same_unit, "")
+    unknown = [assist for assist in command.assist_units or () if assist not in district.units]
+    if unknown:
+        return Refused(RefusalCode.unknown_unit, "协办单位 " + "、".join(unknown))
+    # Named by the command (派单 with 协办单位), or those the ticket had; never the new lead unit itself.
+    assisting = ticket.assist_units if command.assist_units is None else command.assist_units
+    assist_units = [assist for assist in dict.fromkeys(assisting) if assist != unit.id]
+    note = f"{'派单' if ticket.state is TicketState.manual else '改派'}至{unit.name}"
+    if command.assist_units and assist_units:
+        note += "，协办：" + "、".join(district.units[assist].name for assist in assist_units)
     return Applied(
         _changed(ticket, state=TicketState.routed, lead_unit=unit.id, leader=unit.leader, acknowledged_at=None,
-                 assist_units=[assist for assist in ticket.assist_units if assist != unit.id]),
+                 assist_units=assist_units),
         EventKind.ticket_reassigned,
-        command.note or f"改派至{unit.name}",
+        command.note or note,
         new_deadlines=True,
     )
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from civicbus.district import AREA_UNIT, District, Route
+from civicbus.district import District
+
+from .routing_config import AREA_UNIT, Route
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,14 @@ def match_routes(root: Route, labels: dict[str, str]) -> list[RouteMatch]:
 
 
 class Router:
-    def __init__(self, district: District) -> None:
+    def __init__(self, district: District, root: Route) -> None:
         self._district = district
+        self._root = root
 
     def assign(self, labels: dict[str, str]) -> list[Assignment]:
         area = labels.get("area", "")
         assignments = []
-        for match in match_routes(self._district.routing.route, labels):
+        for match in match_routes(self._root, labels):
             lead = str(match.inherited("lead") or "")
             reason = ""
             if lead == AREA_UNIT:

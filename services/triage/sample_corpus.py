@@ -2,10 +2,11 @@
 
 The demo and the tests need a trained classifier, and real work orders are personal data that cannot ship with the
 code. So this module writes, deterministically (fixed seed: the same file on every machine), 25–40 sentences for
-every leaf category of the configured tree: the category's own keywords in natural phrasing, and paraphrases that
-contain no configured keyword at all (``PHRASES[...].paraphrases``), so the model learns something the rules do not
-know. Places come from the address keywords of ``areas.geojson``; time words and the hotline's polite phrasing vary
-the rest. A category without written phrases gets generic sentences built from its keywords.
+every leaf category of the configured tree, from the wording in the configuration folder's ``training/phrases.yaml``
+(data, kept beside the corpus it makes): the category's own keywords in natural phrasing, and paraphrases that
+contain no configured keyword at all, so the model learns something the rules do not know. Places come from the
+address keywords of ``areas.geojson``; time words and the hotline's polite phrasing vary the rest. A category without
+written phrases gets generic sentences built from its keywords.
 
 ``civicbus classifier sample-corpus`` writes it to ``config/sample/training/work_orders.csv`` (columns 工单编号, 内容,
 类别), the file ``scripts/setup.sh`` trains the sample model from.
@@ -17,700 +18,59 @@ import csv
 import io
 import os
 import random
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from civicbus.district import District, load_district
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from civicbus.district import District, DistrictConfigError, load_district
 from civicbus.settings import DEFAULT_CONFIG_DIR
 
 SEED = 12345
 CORPUS_FILE = Path("training") / "work_orders.csv"
 """where the corpus lives inside a configuration folder"""
 DEFAULT_CORPUS_PATH = DEFAULT_CONFIG_DIR / CORPUS_FILE
+PHRASES_FILE = Path("training") / "phrases.yaml"
+"""where the wording it is written from lives inside a configuration folder"""
 COLUMNS = ("工单编号", "内容", "类别")
 MIN_PER_CATEGORY, MAX_PER_CATEGORY = 25, 40
 PARAPHRASE_SHARE = 0.45
 
 
-@dataclass(frozen=True)
-class Phrases:
+class Phrases(BaseModel):
     """What citizens say about one category. ``with_keywords`` use the category's configured keywords;
     ``paraphrases`` say the same things in other words and must contain no configured keyword of any category.
     ``scene``: the text describes a place (it follows a place name); otherwise it is the caller's own matter and
     the place is given as the caller's address."""
 
-    with_keywords: tuple[str, ...]
-    paraphrases: tuple[str, ...]
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    with_keywords: tuple[str, ...] = ()
+    paraphrases: tuple[str, ...] = ()
     scene: bool = True
 
 
-PHRASES: dict[str, Phrases] = {
-    # ------------------------------------------------------------------ 信访维稳
-    "petition.group": Phrases(
-        (
-            "一楼盘几十名业主聚集在售楼处门口拉横幅，要求开发商兑现承诺",
-            "有二十多人聚集在路口静坐，造成交通堵塞",
-            "部分村民因土地纠纷准备集体上访，已经写好了联名信",
-            "有一群工人堵路围堵施工车辆，现场情绪激动",
-            "发生群体性事件，上百人围在厂门口不肯离开",
-            "一批投资人拉横幅静坐，讨要理财本金",
-        ),
-        (
-            "有几十名业主一起围在开发商办公楼前，举着标语要说法",
-            "上百名村民结伴堵在镇政府大门前，要求领导出面答复",
-            "一家公司门口来了很多人，手挽手坐在马路中间不肯走",
-            "有一伙人在网上串联，约好周一一起去区里讨说法",
-            "几十名购房者打着白底红字的布条在售楼部前喊口号",
-        ),
-    ),
-    "petition.visit": Phrases(
-        (
-            "有老上访户准备进京反映问题，属于重复信访",
-            "一名群众多次越级上访，此前的信访件已办结但本人仍不满意",
-            "有人计划赴省上访，反映多年前的信访积案",
-            "一名信访人长期缠访闹访，每天到街道大厅吵闹",
-            "一名来访人对信访件的答复不满，扬称要越级上访",
-        ),
-        (
-            "一位老访民买了去北京的车票，说要到国家部委讨个说法",
-            "一名群众对以前的处理结果一直不服，一年来反复到区里和市里反映同一件事",
-            "有人表示本地解决不了，要直接去省城找上级领导",
-            "一位老人多年反映的问题迟迟没有结论，近期又准备跨级去上面反映",
-            "一名群众每天到街道办事大厅哭诉，拒绝接受已经作出的答复意见",
-        ),
-    ),
-    "petition.key_person": Phrases(
-        (
-            "一名重点人员近期脱管，手机关机，家属也联系不上",
-            "有人在网上发布极端言论，扬言要报复社会",
-            "一名列管对象情绪失控，扬言要去政府门口闹事，需要加强稳控",
-            "一名有精神障碍的重点人员近期外出未归，有脱管风险",
-        ),
-        (
-            "一名长期关注的对象最近突然离家，去向不明，社区联系不上本人",
-            "有人在微信群里说要拉着别人同归于尽，言语十分过激",
-            "一名有前科的人员近来情绪很不稳定，多次说要让当官的好看",
-            "一名患有精神疾病的男子近期没有按时服药，在街上追赶路人",
-            "一名被列为关注对象的人员买了一桶汽油，家人担心他做出过激举动",
-        ),
-    ),
-    "petition.land": Phrases(
-        (
-            "拆迁补偿款至今没有到位，安置房也迟迟没有交付",
-            "村里征地时土地补偿标准不公开，村民意见很大",
-            "征迁过程中有人强行推倒了未签协议的房屋",
-            "土地流转合同到期后租金一直没有付清",
-            "临时用地到期后没有复垦，农田一直被占着",
-            "拆迁安置房分配不公，有人多分了房子",
-        ),
-        (
-            "老房子被划进改造范围，但给的赔偿标准比隔壁村低很多",
-            "村里的地被收走修路，承诺的青苗费一直没有发",
-            "说好三年交付的回迁房到现在还没开工，一家人在外租房多年",
-            "工作人员趁家里没人把房子推平了，连家具都没来得及搬",
-            "旧村改造的分房方案不透明，有人怀疑村干部优亲厚友",
-        ),
-    ),
-    # ------------------------------------------------------------------ 安全生产
-    "safety.fire": Phrases(
-        (
-            "一家小饭店着火了，浓烟从窗户往外冒",
-            "一处出租房电线老化严重，随时可能引发火灾",
-            "商场的消防通道被货物堵死，灭火器也过期了",
-            "楼道里的消防栓没有水，灭火器被人拿走了",
-            "一幢居民楼起火，楼道里一直在冒烟",
-            "一间仓库的烟感报警一直在响，没人处理",
-        ),
-        (
-            "一家仓库的逃生出口被铁链锁住，里面堆满了纸箱",
-            "出租屋里的插座烧焦发黑，闻到一股塑料烧焦的味道",
-            "一间门面房晚上突然窜出火苗，周围的人提着水桶去扑救",
-            "楼梯间堆满了纸板和旧家具，万一失火人都跑不出去",
-            "一家作坊里没有任何救火器材，工人还在车间里吸烟",
-        ),
-    ),
-    "safety.gas": Phrases(
-        (
-            "一家餐馆后面放着十几个液化气钢瓶，没有任何防护",
-            "楼道里有很浓的燃气味，怀疑燃气泄漏",
-            "小区的燃气管道被施工挖破了，天然气一直在漏",
-            "有人在出租房里私自使用煤气罐做饭",
-            "一家早餐店的钢瓶没有检验标签，可能发生煤气泄漏",
-        ),
-        (
-            "楼道里闻到一股臭鸡蛋一样的气味，怀疑是管道漏气",
-            "一家小吃店把好几个罐装气瓶放在门口太阳底下晒着",
-            "路边施工时挖断了地下的输气管，现场有嘶嘶的漏气声",
-            "有人骑三轮车给饭店送罐装气，车上的气瓶没有固定",
-            "一户人家灶具的软管老化开裂，打火时发现有气往外冒",
-        ),
-    ),
-    "safety.production": Phrases(
-        (
-            "一家化工厂违规操作，危化品随意堆放在厂区露天",
-            "一家企业的工人无证上岗操作叉车，缺少安全防护",
-            "一家工厂的有限空间作业没有通风检测，工人直接下池清理",
-            "一家工厂的特种设备多年没有年检，安全隐患很大",
-            "一家小作坊储存危险化学品，离居民楼很近",
-            "一家机械厂近日发生生产事故，一名工人手指受伤",
-        ),
-        (
-            "一家小厂的冲床没有装防护罩，工人操作时手离刀口很近",
-            "有工厂把装着化工原料的铁桶随意堆在车间外的空地上",
-            "一家企业让工人不系安全带就下到污水池里清淤",
-            "一家工厂的叉车司机没有操作证，每天在车间里开来开去",
-            "一家加工厂车间里到处是油污，电闸箱敞开着，工人没有任何保护措施",
-        ),
-    ),
-    "safety.construction": Phrases(
-        (
-            "一处工地的脚手架搭得歪歪扭扭，下面没有挂安全网",
-            "一处工地的工人高处作业不系安全带，也不戴安全帽",
-            "一个基坑挖了好几米深，周边没有围挡",
-            "一处工地的塔吊在居民楼上方转来转去，很危险",
-            "一处在建楼盘工地安全管理混乱，经常有钢管从高处掉落",
-        ),
-        (
-            "一栋在建楼房外墙的钢管架子晃晃悠悠，工人在上面干活没有任何保护",
-            "一处工地吊装钢筋时从路人头顶经过，下面没有人指挥",
-            "一处工程挖了很深的大坑，旁边就是走人的小路，晚上没有警示灯",
-            "一栋在建楼房的外侧没有任何防坠落措施，砖块经常往下掉",
-            "工人在十几米高的楼顶边缘作业，连根保险绳都没有",
-        ),
-    ),
-    "safety.traffic": Phrases(
-        (
-            "路口经常有大货车超速超载，昨天还发生了交通事故",
-            "经常有电瓶车载人逆行，差点撞到学生",
-            "路口的信号灯故障好几天了，车辆乱成一团",
-            "经常有无牌车辆在路上飙车",
-            "刚刚发生一起车祸，两辆车相撞，有人受伤",
-        ),
-        (
-            "路口的红绿灯一直是黄灯闪烁，早晚高峰车子都抢着过",
-            "拉砂石的重型卡车开得飞快，车斗装得冒尖",
-            "路口两辆轿车追尾，一名骑车人被撞倒在地",
-            "学校门口的斑马线被磨得看不清，孩子过马路很危险",
-            "有人开着没挂牌照的三轮车在主干道上横冲直撞",
-        ),
-    ),
-    "safety.flood": Phrases(
-        (
-            "连日暴雨导致地下通道内涝，车辆被困",
-            "台风过后有一段堤坝出现裂缝，出现险情",
-            "山边一处坡体出现山体滑坡迹象，下面住着几户人家",
-            "防汛物资仓库里沙袋不足，村民担心汛期出事",
-            "进山的道路发生塌方，车辆无法通行",
-        ),
-        (
-            "暴雨过后村口低洼处积水齐腰深，老人孩子出不了门",
-            "河堤有一处出现管涌，水从土里往外渗",
-            "屋后的山坡上有泥土和石块往下滚，房子随时有危险",
-            "强降雨期间水库水位快到警戒线，下游村民很担心",
-            "大风把沿街的广告牌刮倒了，压在路边的车上",
-        ),
-    ),
-    # ------------------------------------------------------------------ 生态环保
-    "environment.water": Phrases(
-        (
-            "河道里漂着大量死鱼，河水发臭",
-            "一家厂在晚上偷排废水，排污口附近河水发黑",
-            "池塘里长满了蓝藻，水质很差",
-            "河面上水面漂浮物很多，好几天没人打捞",
-            "河道监测断面的水质连续超标",
-        ),
-        (
-            "小河里的水变成了酱油色，还泛着白沫，鱼都翻了肚皮",
-            "有工厂趁下雨把黄色的废液直接放到河里",
-            "村口池塘的水面上一层绿油漆一样的东西，臭气熏天",
-            "河沟里漂满了塑料瓶和泡沫，水流都被挡住了",
-            "一根暗管一直往河里流乳白色的液体，下游的水都变浑了",
-        ),
-    ),
-    "environment.air": Phrases(
-        (
-            "一家喷漆作坊没有任何处理设施，刺鼻的废气飘进小区",
-            "一家饭店的油烟直接排到居民窗户边",
-            "一家工厂的烟囱每天晚上冒黑烟",
-            "工厂排放的废气有很大异味，居民不敢开窗",
-            "有人在空地露天焚烧轮胎和塑料，臭味很大",
-        ),
-        (
-            "一家汽修店给车身喷涂时不关门，整条街都是油漆味",
-            "一家饭馆的排风口正对着楼上住户的窗户，炒菜的烟一直往家里灌",
-            "一家工厂晚上暗中排放，空气里一股烧塑料的味道，呛得人咳嗽",
-            "一家橡胶厂每天散发难闻的气味，小孩闻了头晕",
-            "有人在河边烧废旧电线，冒出浓浓的黑色烟雾",
-        ),
-    ),
-    "environment.dust": Phrases(
-        (
-            "一处工地晚上施工扬尘很大，渣土车没有覆盖",
-            "渣土车一路抛洒，路面上全是泥土",
-            "一个工地的黄土裸露了好几个月，刮风时灰尘漫天",
-            "一家石料厂粉尘很大，附近的菜叶都是白的",
-            "一处工地的堆土未覆盖，风一吹满天都是土",
-        ),
-        (
-            "拉土的车辆车斗不盖篷布，一路走一路掉，路上到处是泥",
-            "一处工地拆房子时没有洒水，尘土飞扬，家里窗台上一层土",
-            "一个搅拌站门口的路面泥泞不堪，车一过尘土漫天",
-            "一处工地出入口没有冲洗设施，车轮带出的泥把马路弄得很脏",
-            "一片空地上的土堆光秃秃的，一刮风就黄沙满天",
-        ),
-    ),
-    "environment.straw": Phrases(
-        (
-            "田里有人焚烧秸秆，浓烟很大",
-            "有村民在田头烧稻草，烟雾飘到了高速公路上",
-            "麦收后有人在田间焚烧麦秆",
-            "山脚下有人烧荒，火势有蔓延的危险",
-            "地里又在烧麦秆，整个村子都是烟",
-        ),
-        (
-            "收割完的稻田里有人点火，成片的稻茬烧得噼啪作响",
-            "田埂上一堆堆的稻秆被点着了，浓烟飘到村里",
-            "有农户把收完的玉米杆堆在地头烧，烟呛得人睁不开眼",
-            "傍晚时分好几块田同时在烧庄稼剩下的茬子",
-            "有人在地里放火烧杂草和作物残茬，火势不小",
-        ),
-    ),
-    "environment.sewage": Phrases(
-        (
-            "小区门口的污水管网堵了，生活污水溢到路面上",
-            "一处化粪池满了好久没人清掏，臭气熏天",
-            "村里的污水处理终端一直不运行，污水直接排到沟里",
-            "雨污分流改造完，家里厨房的水排不出去",
-            "路边污水外溢，管网堵塞严重",
-        ),
-        (
-            "楼下窨井里的脏水往外冒，整条路都是粪水味",
-            "农户的洗衣水、厕所水都直接排进门前的沟渠",
-            "小区排水管道堵了，一楼住户的卫生间往上返水",
-            "村里的一体化处理设施停转了好几个月，池子里的水发黑发臭",
-            "一家饭店把泔水和洗碗水倒进雨水井里",
-        ),
-    ),
-    "environment.noise": Phrases(
-        (
-            "一处工地夜间施工，机器轰鸣影响休息",
-            "广场舞音响声音太大，严重扰民",
-            "一家KTV噪音很大，到凌晨两三点还在唱",
-            "一家工厂机器噪声很大，二十四小时不停",
-            "经常有车辆在小区门口乱鸣笛",
-        ),
-        (
-            "楼下烧烤店的音箱开得震天响，半夜都睡不着",
-            "一家加工厂晚上十一点以后还在切割钢材，刺耳的声音吵得人没法入睡",
-            "楼上每天深夜拖椅子，咚咚响个不停",
-            "公园里每天早上五点就有人开大喇叭放音乐锻炼",
-            "一处工地凌晨还在浇筑混凝土，泵车的声音吵了一整夜",
-        ),
-    ),
-    # ------------------------------------------------------------------ 劳资纠纷
-    "labor.wage_arrears": Phrases(
-        (
-            "一处工地的包工头拖欠工资两个多月，二十多名工人讨薪无门",
-            "一家工厂老板跑路了，三十多名员工的工资未发",
-            "一家公司克扣工资，还以各种理由不发工资",
-            "一处建筑工地拖欠农民工工资，总包说工程款没结",
-            "一家装修公司欠薪半年，员工找不到负责人",
-        ),
-        (
-            "干了八个月的活，带班的一直说年底结账，到现在一分钱都没拿到",
-            "一家厂已经三个月没有发薪水了，老板电话也打不通",
-            "一家饭店拖着服务员的辛苦钱不给，说要等生意好了再说",
-            "一群外地工人在工地门口等着要钱，说承包人卷款走了",
-            "一家物流公司关门后，员工的薪酬一直没有结清",
-        ),
-    ),
-    "labor.dispute": Phrases(
-        (
-            "公司没有签劳动合同就把他辞退了，也不给经济补偿",
-            "单位长期不缴社保，员工要求补缴",
-            "工人上班时受了工伤，企业拒绝认定",
-            "公司不支付加班费，员工打算申请劳动仲裁",
-            "试用期内被公司无故解除，公司拒绝出具解除证明",
-        ),
-        (
-            "公司突然让员工回家，说是调整岗位，一分钱补偿都没给",
-            "入职一年多，公司一直不给签用工协议，也不交五险一金",
-            "员工在车间干活时被机器压伤了手，老板只给了一点医药费就不管了",
-            "每天上班十二个小时，周末也不休息，公司从来不算额外的工钱",
-            "公司以业绩不好为由逼迫员工主动离职",
-        ),
-        scene=False,
-    ),
-    # ------------------------------------------------------------------ 物业小区
-    "property.service": Phrases(
-        (
-            "小区物业不作为，电梯故障一个月没修好",
-            "物业费年年涨，保洁却越来越差",
-            "小区业委会选举不公开，维修基金去向不明",
-            "小区门禁坏了很久，外来人员随便进出",
-            "物业把绿化带改成了停车场",
-        ),
-        (
-            "小区管理公司收了钱不办事，楼道灯坏了几个月没人换",
-            "楼里的电梯三天两头停运，老人只能爬楼梯",
-            "小区里的草坪被人挖了种菜，管理处也不管",
-            "小区大门的刷卡机坏了，谁都能进来",
-            "业主大会筹备组的账目不公开，公共收益去向不明",
-        ),
-    ),
-    "property.parking": Phrases(
-        (
-            "小区停车位不够，很多车乱停车堵住了通道",
-            "地下车库里有几辆僵尸车停了好几年",
-            "小区停车费一下子提高了一倍，业主不认可",
-            "有人长期占用车位，自己的车停不进去",
-            "小区的充电桩被燃油车占着",
-        ),
-        (
-            "小区里的车越来越多，晚上回来根本找不到地方停",
-            "有辆落满灰的旧车在楼下停了两年多，轮胎都瘪了",
-            "有人在自家车位上装地锁，还把别人的位子也圈了进去",
-            "小区消防车道上停满了私家车",
-            "车主把车横着停在单元门口，别人进出都困难",
-        ),
-    ),
-    "property.neighbor": Phrases(
-        (
-            "楼上漏水把家里的天花板泡坏了，邻居不肯赔偿",
-            "有人高空抛物，楼下车辆被砸",
-            "邻居家养犬不拴绳，狗叫声一整夜",
-            "对门把鞋柜杂物放在公共区域，占用楼道",
-            "两户人家因为邻里纠纷闹得不可开交",
-        ),
-        (
-            "楼上住户家的卫生间渗水，我家天花板都发霉了，对方不理不睬",
-            "有人从楼上往下扔酒瓶，差点砸到楼下的小孩",
-            "隔壁家的大狗不拴绳在小区里乱跑，吓坏了孩子",
-            "对门住户把鞋架和纸箱堆满了过道，走路都不方便",
-            "两户人家为了一堵墙的归属争了好几年，一直没有调解好",
-        ),
-    ),
-    "property.flying_wire": Phrases(
-        (
-            "楼道里有电动车飞线充电，很危险",
-            "有住户从窗口私拉电线给电瓶车充电",
-            "有人把电瓶车推进电梯里上楼，电瓶车进电梯屡禁不止",
-            "楼道充电现象严重，有的还是改装电池",
-            "好几户人家从楼上吊飞线下来给车充电",
-        ),
-        (
-            "有户人家从三楼窗户垂下一根插线板，给楼下的电动自行车续电",
-            "有住户把电动自行车推进家里过夜充电",
-            "车棚没有充电的地方，大家都从家里拉线下来接到车上",
-            "有人把电池拆下来拿到楼梯间的插座上充",
-            "一排电线从窗户挂到地面，给好几辆电动自行车接电",
-        ),
-    ),
-    # ------------------------------------------------------------------ 市场监管
-    "market.food": Phrases(
-        (
-            "在一家餐馆吃饭后全家吃坏肚子，怀疑食物中毒",
-            "一家超市在卖过期食品，酸奶都变质了",
-            "一家小饭店后厨卫生很差，老鼠到处跑",
-            "有家无证餐饮店疑似使用地沟油",
-            "学校周边小卖部的食品安全问题令人担忧",
-        ),
-        (
-            "在一家快餐店吃完饭后上吐下泻，同桌的人也一样",
-            "一家超市货架上的面包已经过了保质期还在卖",
-            "一家熟食店的卤菜苍蝇乱飞，案板上都是污垢",
-            "一家小吃店没有任何证照，厨师也没有健康体检就开门做生意",
-            "在一家店买回来的牛奶打开就是一股馊味，还结了块",
-        ),
-    ),
-    "market.price": Phrases(
-        (
-            "一家饭店价格欺诈，一条鱼收了八百元",
-            "一个停车场乱收费，也没有明码标价",
-            "有药店哄抬口罩价格",
-            "菜市场的蔬菜突然涨价，摊主说是统一定的",
-            "一家宾馆节假日收天价房费，比平时翻了好几倍",
-        ),
-        (
-            "一家饭店菜单上写的是一个价，结账时却多算了好几百",
-            "一家理发店做完项目后报价三千多，事先根本没说",
-            "一家商场的商品标签价格和收银价格不一致，多收钱",
-            "有商户在暴雨前把矿泉水的价格翻了三倍",
-            "周边的各种收费项目都不公示，收多少全凭一句话",
-        ),
-    ),
-    "market.consumer": Phrases(
-        (
-            "一家健身房办了预付卡后门店关了，也不给退款",
-            "一家电器店卖的家电有质量问题，商家拒绝退货",
-            "网购的商品售后不处理，店家推来推去",
-            "菜市场有商户缺斤短两",
-            "一家店在卖假冒伪劣的名牌包",
-            "和一家商户发生消费纠纷，协商不成",
-        ),
-        (
-            "一家美容店让顾客充了五千块钱的会员，现在老板关门不见人",
-            "一家电器店卖的冰箱用了三天就不制冷，店家推说是使用不当",
-            "在菜场买了两斤肉回家一称只有一斤六两",
-            "一家装修公司收了定金后迟迟不开工，要求退钱也不给",
-            "一家鞋店把仿冒的名牌运动鞋当正品卖，店家不承认",
-        ),
-    ),
-    # ------------------------------------------------------------------ 城市管理
-    "urban.stall": Phrases(
-        (
-            "路边流动摊贩很多，占道经营影响通行",
-            "一家水果店出店经营，把货架摆到了店门外的路上",
-            "晚上有人在路口摆摊卖烧烤，桌椅摆满了路面",
-            "菜场门口形成了马路市场，交通堵塞",
-            "夜市摊位越摆越多，一直摆到了马路中间",
-        ),
-        (
-            "一群卖水果的三轮车停在路边叫卖，把路堵了一半",
-            "早上有很多菜农在路边铺塑料布卖菜，车都过不去",
-            "有店主把桌子椅子搬到门外的路上招揽客人",
-            "学校门口放学时总有推车卖小吃的，堵住了接孩子的家长",
-            "商铺的商品一直摆到店门外好几米，行人只能走机动车道",
-        ),
-    ),
-    "urban.construction": Phrases(
-        (
-            "有住户在楼顶违章搭建了一间铁皮房",
-            "一楼住户把院子私搭乱建成了阳光房",
-            "有人在自家房顶加盖了一层",
-            "小区里有人乱搭乱建，把公共绿地圈了起来",
-            "一处违建已经举报多次了还在继续施工",
-        ),
-        (
-            "楼顶上有人用彩钢板围起来盖了一间房子",
-            "有户人家在天井里搭了一个钢架玻璃顶的房间",
-            "有村民未经批准在承包地上盖起了两层小楼",
-            "一楼住户把窗户外面的公共场地用砖墙围了起来当自家院子",
-            "有商户在店铺后面接出一间简易棚屋堆货",
-        ),
-    ),
-    "urban.sanitation": Phrases(
-        (
-            "路边垃圾好几天没人清运，苍蝇乱飞",
-            "小区垃圾桶满了也没人收，臭气熏天",
-            "有人乱扔垃圾，河边成了卫生死角",
-            "楼道里到处贴满了小广告",
-            "一处公厕脏乱差，没有人打扫",
-            "路边堆放杂物好长时间没人管",
-        ),
-        (
-            "路口那堆生活废弃物放了一个星期都没人拉走，又脏又臭",
-            "电线杆和楼道墙面上贴满了各种牛皮癣广告",
-            "公共厕所里没有水冲，地上全是污物",
-            "村口的空地上被人倒满了建筑废料和旧沙发",
-            "菜市场门口的地上满是烂菜叶和塑料袋，一直没人打扫",
-        ),
-    ),
-    "urban.roads": Phrases(
-        (
-            "路上的井盖丢了，晚上很危险",
-            "路面破损严重，坑洼不平，电瓶车经常摔倒",
-            "路灯坏了一个多月没人修，晚上一片漆黑",
-            "下水道堵了，一下雨就路面积水",
-            "人行道的地砖松动翘起来了",
-            "路边的护栏被车撞坏了",
-        ),
-        (
-            "马路中间有一个大坑，已经有好几辆车爆胎了",
-            "一段道路的照明灯晚上全都不亮，走夜路很害怕",
-            "窨井的盖子碎了一半，一不小心就会踩空",
-            "路边行人走的地砖高低不平，老人经常绊倒",
-            "下雨后路上积了很深的水，车辆经过溅人一身",
-        ),
-    ),
-    # ------------------------------------------------------------------ 反诈
-    "antifraud.report": Phrases(
-        (
-            "接到冒充客服的电话让刷单返利，被骗了两万元",
-            "有人冒充公检法说来电人涉嫌洗钱，让转账到安全账户",
-            "网上认识的男朋友带着做虚假投资，疑似杀猪盘",
-            "对方让提供手机验证码后，银行卡里的钱就没了",
-            "家里老人被人以卖保健品为由诈骗了几万元",
-        ),
-        (
-            "有人打电话说是快递公司的，说包裹丢了要理赔，让下载一个会议软件共享屏幕",
-            "网上认识的人带着在一个平台上炒数字货币，投进去二十万后提不出来了",
-            "有人自称是派出所的民警，说银行卡涉案，要把钱转到指定的账户核查",
-            "在网上接了一个点赞返佣金的兼职，先赚了几十块，后来垫付了五万多拿不回来",
-            "母亲接到自称孙子的电话说出事了要钱，已经转了三万块",
-        ),
-        scene=False,
-    ),
-    # ------------------------------------------------------------------ 营商服务
-    "business.permit": Phrases(
-        (
-            "办理营业执照跑了好几趟还没办下来",
-            "不动产登记要的证明材料太多，办事难",
-            "一个审批事项来回跑多次，窗口互相推诿",
-            "办证大厅工作人员态度差，需要的材料一次没说清",
-        ),
-        (
-            "去窗口办手续被要求补材料，来回跑了五趟还是没办成",
-            "房产证一直办不下来，窗口说要等开发商提供资料",
-            "开个小店要盖一堆章，各个部门都让找其他部门",
-            "网上申报的事项提交了一个多月一直显示受理中",
-            "政务大厅排队要等一上午，只开了两个窗口",
-        ),
-        scene=False,
-    ),
-    "business.enterprise": Phrases(
-        (
-            "园区企业反映招工难，希望帮忙对接劳动力",
-            "小微企业融资困难，希望了解贴息贷款政策",
-            "一家企业的厂房租赁合同到期后续租困难",
-            "一家企业反映经常停电，影响正常生产",
-            "承诺给企业的政策兑现资金迟迟没有到位",
-            "一个投资项目落地遇到了用地指标问题",
-        ),
-        (
-            "一家工厂所在片区一周内断了三次电，生产线被迫停下来",
-            "一家公司想扩大生产，但周边找不到合适的场地租用",
-            "一家企业申请的技改奖励承诺年初发放，到现在还没拿到",
-            "一家科技公司招不到熟练工人，订单做不完",
-            "一家企业资金周转困难，银行迟迟不批贷款",
-        ),
-    ),
-    "business.consult": Phrases(
-        (
-            "来电咨询新生儿医保如何办理",
-            "来电咨询创业补贴政策的申请条件",
-            "来电咨询居住证的办理流程",
-            "来电进行政策咨询，询问购房契税优惠",
-        ),
-        (
-            "来电人想了解灵活就业人员参保需要准备哪些材料",
-            "来电询问老年人乘公交的免费卡在哪里申领",
-            "来电人问个体户年报在什么网站上填报",
-            "来电人想知道大学生回乡创业有什么扶持",
-            "来电问家里的老房子翻建需要走什么手续",
-        ),
-        scene=False,
-    ),
-    # ------------------------------------------------------------------ 公共安全
-    "police.dispute": Phrases(
-        (
-            "两名男子在饭店门口发生口角后扭打在一起",
-            "楼下一对夫妻吵架很凶，疑似家庭纠纷",
-            "菜市场两名摊主为摊位发生民事纠纷，差点打架",
-            "有人酒后在路边打架，场面混乱",
-        ),
-        (
-            "两个司机因为剐蹭在路中间争执起来，还动了手",
-            "隔壁传来女人的哭喊声，男人在摔东西",
-            "一群年轻人在烧烤摊喝多了酒，互相推搡",
-            "两家人为了孩子的事在小区里大吵大闹，有人受了伤",
-            "一名顾客和店员因为退钱的事争执起来，互相拉扯",
-        ),
-    ),
-    "police.disturbance": Phrases(
-        (
-            "最近经常有电瓶车被盗，怀疑有小偷",
-            "一处出租房里有人聚众赌博",
-            "有可疑人员晚上在小区里转悠，挨家挨户敲门",
-            "一伙人在街上寻衅滋事，随意殴打路人",
-            "一处出租房里疑似有人吸毒",
-            "周边治安很差，商店接连发生盗窃",
-        ),
-        (
-            "车棚里好几辆自行车的电池晚上被人偷走了",
-            "一家棋牌室里整夜有人打牌下注，输赢很大",
-            "有个陌生男子每天在学校门口转悠，盯着小学生看",
-            "几个社会青年经常在酒吧街拦住路人要钱",
-            "一户人家的门锁被撬了，金银首饰都不见了",
-        ),
-    ),
-    # ------------------------------------------------------------------ 民生服务
-    "welfare.assistance": Phrases(
-        (
-            "家庭生活困难，申请低保一直没批下来",
-            "家里有残疾人，想申请困难补助",
-            "因病致贫，希望申请医疗救助和临时救助",
-            "特困老人的补贴这个月没发",
-        ),
-        (
-            "丈夫瘫痪在床，孩子还在上学，家里实在过不下去了，希望政府帮帮忙",
-            "家里老人做了大手术，花光了积蓄，医药费报销后还欠十几万",
-            "一位独自带孩子的母亲失业了，交不起房租，想问有没有生活保障",
-            "腿脚不方便的家人想申请轮椅和护理补贴",
-            "家里的房子被大风刮塌了，一家人没有地方住",
-        ),
-        scene=False,
-    ),
-    "welfare.elderly": Phrases(
-        (
-            "希望社区开办老年食堂，方便老人吃饭",
-            "八十岁老人的高龄补贴一直没有到账",
-            "独居老人家里没人照顾，希望提供居家养老服务",
-            "养老金发放时间推迟了，老人很着急",
-            "养老服务中心收费太高，服务质量也不好",
-        ),
-        (
-            "一位九十岁的老人一个人住，子女都在外地，最近常常忘记关火",
-            "社区助餐点的饭菜太硬，老人咬不动",
-            "退休工资这个月少发了几百元，不知道什么原因",
-            "家里老人卧床不起，想请人上门护理，不知道有没有政府补贴",
-            "附近没有老人活动的地方，希望建一个日间照料中心",
-        ),
-        scene=False,
-    ),
-    "welfare.education": Phrases(
-        (
-            "孩子今年入学，积分入学的分数不够",
-            "新居民子女在本地上学难，学位紧张",
-            "孩子的转学手续办不下来",
-            "家附近的幼儿园太少，报不上名",
-        ),
-        (
-            "在这里打工，孩子今年七岁了，不知道能不能在附近的小学读书",
-            "家门口的小学说名额满了，孩子要去十几公里外的学校上学",
-            "孩子上小班报名被拒，说户口不在片区",
-            "孩子跟着父母搬到这边，原来学校的学籍转不过来",
-            "孩子明年上一年级，想了解随迁子女报名需要的材料",
-        ),
-        scene=False,
-    ),
-    # ------------------------------------------------------------------ 其他
-    "other": Phrases(
-        (),
-        (
-            "来电表扬社区网格员热心帮助行动不便的老人买菜",
-            "来电询问明天的公交线路是否调整",
-            "来电人在公交车上丢了一个黑色背包，想请帮忙找一找",
-            "来电建议在公园里多设几把休息的长椅",
-            "来电感谢社区工作人员帮忙找回了走失的孩子",
-            "来电反映家里的电视信号不好，好几个频道收不到",
-            "来电人对上次的处理结果表示满意，没有其他诉求",
-            "来电人打错电话，无具体诉求",
-        ),
-        scene=False,
-    ),
-}
+class Wording(BaseModel):
+    """The phrases file: each category's phrases, and the hotline's phrasing around them."""
 
-OPENERS = (
-    "市民来电反映：", "市民来电称，", "群众来电反映，", "来电人反映：", "有市民通过12345热线反映，",
-    "网友在政府网站留言：", "市民来电投诉：", "来电人称，", "市民反映：", "",
-)
-TIMES = (
-    "近日", "最近", "这几天", "今天上午", "今天早上七点多", "昨天晚上", "前天下午", "本周以来", "上个月开始",
-    "近一个月来", "节假日期间", "最近半年", "每到周末", "今天下午三点左右",
-)
-PLACE_FORMS = ("{}", "{}附近", "{}一带", "{}东侧", "{}北门口", "{}旁边", "{}{}号")
-TAILS = (
-    "，已持续一段时间", "，多次反映未得到解决", "，周边居民意见很大", "，情况比较急", "，来电人情绪较为激动",
-    "，来电人表示之前已向社区反映过", "", "", "",
-)
-CLOSERS = (
-    "，要求尽快处理。", "，希望有关部门尽快核实处理。", "，请街道协调解决。", "，望尽快予以解决。",
-    "，要求相关部门到现场查看。", "，来电人要求回复处理结果。", "，请尽快处理。", "。",
-    "，请相关部门依职责处理并回复市民。",
-)
-GENERIC_WITH_KEYWORD = ("反映{kw}问题", "存在{kw}的情况", "出现了{kw}现象，影响很大", "有{kw}的问题")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    openers: tuple[str, ...] = Field(min_length=1)
+    times: tuple[str, ...] = Field(min_length=1)
+    place_forms: tuple[str, ...] = Field(min_length=1, description="{} is a place name, then a house number")
+    tails: tuple[str, ...] = Field(min_length=1)
+    closers: tuple[str, ...] = Field(min_length=1)
+    generic_with_keyword: tuple[str, ...] = Field(min_length=1, description="for a category without phrases")
+    categories: dict[str, Phrases]
+
+
+def load_wording(config_dir: str | Path) -> Wording:
+    path = Path(config_dir) / PHRASES_FILE
+    try:
+        return Wording.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise DistrictConfigError(f"{path}: {error}") from error
 
 
 def configured_terms(district: District) -> list[str]:
@@ -734,15 +94,16 @@ def _places(district: District, terms: list[str]) -> list[str]:
 
 def generate(district: District, seed: int = SEED) -> list[tuple[str, str, str]]:
     """The rows (工单编号, 内容, 类别), the same for the same configuration and seed."""
+    wording = load_wording(district.folder)
     rng = random.Random(seed)
     terms = configured_terms(district)
     places = _places(district, terms) or [district.name]
     rows: list[tuple[str, str]] = []
     for code in leaf_categories(district):
         category = district.category_by_code[code]
-        phrases = PHRASES.get(code) or Phrases(
-            tuple(frame.format(kw=keyword.term) for keyword in category.keywords for frame in GENERIC_WITH_KEYWORD), ()
-        )
+        phrases = wording.categories.get(code) or Phrases(with_keywords=tuple(
+            frame.format(kw=keyword.term) for keyword in category.keywords for frame in wording.generic_with_keyword
+        ))
         with_keywords = phrases.with_keywords or phrases.paraphrases
         paraphrases = phrases.paraphrases or phrases.with_keywords
         if not with_keywords:
@@ -753,7 +114,7 @@ def generate(district: District, seed: int = SEED) -> list[tuple[str, str, str]]
         while len(seen) < wanted and attempts < wanted * 50:
             attempts += 1
             pool = paraphrases if rng.random() < PARAPHRASE_SHARE else with_keywords
-            text = _sentence(rng, rng.choice(pool), places, phrases.scene)
+            text = _sentence(rng, wording, rng.choice(pool), places, phrases.scene)
             if text not in seen:
                 seen.add(text)
                 rows.append((text, code))
@@ -766,14 +127,14 @@ def generate(district: District, seed: int = SEED) -> list[tuple[str, str, str]]
     return numbered
 
 
-def _sentence(rng: random.Random, description: str, places: list[str], scene: bool) -> str:
-    place_form = rng.choice(PLACE_FORMS)
+def _sentence(rng: random.Random, wording: Wording, description: str, places: list[str], scene: bool) -> str:
+    place_form = rng.choice(wording.place_forms)
     place = place_form.format(rng.choice(places), rng.randint(1, 188))
-    opener = rng.choice(OPENERS)
-    tail = rng.choice(TAILS)
-    closer = rng.choice(CLOSERS)
+    opener = rng.choice(wording.openers)
+    tail = rng.choice(wording.tails)
+    closer = rng.choice(wording.closers)
     if scene:
-        time = rng.choice(TIMES)
+        time = rng.choice(wording.times)
         body = f"{time}，{place}{description}" if rng.random() < 0.7 else f"{place}{description}"
     else:
         body = description

@@ -119,13 +119,23 @@ async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningSer
 OVERRIDES: dict[str, dict[str, Any]] = {"notify": {"retry_base_s": 0.5, "retry_max_s": 2.0, "timer_tick_s": 1.0}}
 
 
+async def workbench_settings(intake: RunningService, mongo: AsyncDatabase) -> dict[str, Any]:
+    """The workbench sends its commands to this intake with a key of its own; its files go to GridFS, in the
+    session's database (dropped at the end), and may be 1 MB (so a test's oversized upload stays small)."""
+    return {"intake_url": intake.base_url, "workbench_key": await create_key(mongo, "workbench", Role.workbench),
+            "attachments_store": "gridfs", "attachment_max_bytes": 1024 * 1024}
+
+
 @pytest.fixture(scope="session")
 async def services(
     stack: Stack, sink: WebhookSink, mongo: AsyncDatabase, api_key: str
 ) -> AsyncIterator[dict[str, RunningService]]:
     running = {}
     for name in ("intake", "triage", "notify", "reporting"):
-        running[name] = await start_service(stack, name, **OVERRIDES.get(name, {}))
+        overrides = OVERRIDES.get(name, {})
+        if name == "reporting":
+            overrides = {**overrides, **await workbench_settings(running["intake"], mongo)}
+        running[name] = await start_service(stack, name, **overrides)
     await _warm_up(running, mongo, api_key)
     yield running
     for service in running.values():
@@ -133,12 +143,21 @@ async def services(
 
 
 async def _warm_up(running: dict[str, RunningService], mongo: AsyncDatabase, api_key: str) -> None:
-    """One event all the way through before any test: every consumer group has joined and got its partitions
-    (on a fresh broker the first joins, and the creation of the offsets topic, take seconds)."""
+    """One event all the way through before any test, and one command answered: every consumer group has joined
+    and got its partitions (on a fresh broker the first joins, and the creation of the offsets topic, take
+    seconds)."""
     async with httpx.AsyncClient(timeout=15, headers={"X-API-Key": api_key}) as client:
         response = await client.post(f"{running['intake'].base_url}/v1/complaints",
                                       json={"content": "系统预热：东湖路路灯不亮", "address": "东湖路"})
         event_id = response.json()["event_id"]
+        command = await client.post(f"{running['intake'].base_url}/v1/tickets/SF-WARM-UP/sign-for", json={})
+        command_id = command.json()["command_id"]
+
+        async def answered() -> bool:
+            response = await client.get(f"{running['intake'].base_url}/v1/commands/{command_id}")
+            return response.status_code == 409
+
+        await eventually(answered, timeout=120, what="the warm-up command's answer (triage → intake)")
 
     async def delivered() -> dict | None:
         view = await mongo["ticket_views"].find_one({"source_event_id": event_id})

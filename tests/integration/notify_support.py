@@ -37,6 +37,7 @@ from civicbus.settings import HttpSettings
 from services.notify.settings import NotifySettings
 from services.notify.app import create_app
 from services.notify.channels import channel_id
+from services.notify.config import load_notify_config
 
 from .conftest import RunningService, eventually, free_port, serve
 
@@ -176,7 +177,8 @@ class NotifyUnderTest:
 
     def key(self, event: TicketEvent, unit: str, channel: int = 0) -> str:
         """The notification key of ``event``'s message to ``unit`` over its ``channel``-th channel."""
-        return f"{event.event_id}:{unit}:{channel_id(load_district(self.config_dir).units[unit].channels[channel])}"
+        channels = load_notify_config(load_district(self.config_dir)).channels_of(unit)  # the unit's own come first
+        return f"{event.event_id}:{unit}:{channel_id(channels[channel])}"
 
     async def tick(self, now: datetime) -> int:
         self.clock.now = now

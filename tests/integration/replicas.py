@@ -59,6 +59,7 @@ SERVICE_PORTS_BASE = 0  # free ports are picked per process
 # Which topic each service's consumer groups read (group id: <prefix><service>.<topic>). Groups the services add
 # later are found on the broker by their prefix; these are the ones that must exist.
 EXPECTED_GROUPS: dict[str, tuple[str, ...]] = {
+    "intake": ("civic.command-results",),
     "triage": ("civic.events", "civic.commands"),
     "notify": ("civic.tickets",),
     "reporting": ("civic.tickets", "civic.notifications"),

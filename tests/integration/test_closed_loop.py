@@ -106,6 +106,49 @@ async def test_every_transition_and_refusal_by_http(http, services, mongo, keys)
     assert refusal["actor"] == "劳动保障所 张三" and "须先签收" in refusal["note"]
 
 
+async def test_a_workbench_command_names_the_person_and_other_keys_cannot_pose_as_one(http, services, mongo, keys):
+    from urllib.parse import quote
+
+    workbench = {"X-API-Key": await create_key(mongo, "工作台", Role.workbench)}
+
+    def person(account: str, name: str, role: str, unit: str = "") -> dict[str, str]:
+        return {"X-Actor-Account": account, "X-Actor-Name": quote(name), "X-Actor-Role": role, "X-Actor-Unit": unit}
+
+    ticket = await _new_ticket(http, services, mongo, "装修公司拖欠工人工资一个月未付")
+    ticket_id = ticket["ticket_id"]
+    assert ticket["lead_unit"] == "laobao"
+    nobody = await _command(http, services, ticket_id, "sign-for", workbench)
+    assert nobody.status_code == 400 and "X-Actor-Account" in nobody.json()["detail"], "a workbench key names a person"
+    zhang = {**workbench, **person("zhangsan", "张三", "unit", "laobao")}
+    signed = await _command(http, services, ticket_id, "sign-for", zhang, {"note": "已签收"})
+    assert signed.status_code == 200 and signed.json()["state"] == "acknowledged", signed.text
+    noted = await _command(http, services, ticket_id, "notes", zhang,
+                           {"note": "现场核实", "attachments": ["https://files.example.org/site.jpg"]})
+    assert noted.status_code == 200
+    # A unit's own key naming someone else in the headers acts as itself: only workbench keys speak for a person.
+    posing = await _command(http, services, ticket_id, "notes", {**keys["laobao"], **person("root", "管理员", "admin")},
+                            {"note": "补充材料"})
+    assert posing.status_code == 200
+    wang = {**workbench, **person("wangwu", "王五", "unit", "pingan")}
+    moved = await _command(http, services, ticket_id, "reassign", wang,
+                           {"unit": "sifa", "assist_units": ["laobao", "xixi"], "note": "属劳资纠纷调解"})
+    assert moved.status_code == 200, moved.text
+    stored = await mongo["tickets"].find_one({"_id": ticket_id})
+    assert stored["lead_unit"] == "sifa" and stored["assist_units"] == ["laobao", "xixi"]
+    assert stored["attachments"] == ["https://files.example.org/site.jpg"]
+    answer = await mongo["command_answers"].find_one({"_id": moved.json()["command_id"]})
+    assert answer["status"] == "applied", "intake keeps the answers it gives"
+
+    async def timeline() -> list | None:
+        view = (await http.get(f"{services['reporting'].base_url}/v1/tickets/{ticket_id}")).json()
+        entries = sorted(view.get("timeline", []), key=lambda entry: entry["at"])
+        return entries if len(entries) >= 5 else None
+
+    actors = [(entry["kind"], entry["actor"]) for entry in await eventually(timeline, what="the workbench's steps")]
+    assert actors[1:] == [("ticket.acknowledged", "张三（劳动保障所）"), ("ticket.note_added", "张三（劳动保障所）"),
+                          ("ticket.note_added", "劳动保障所 张三"), ("ticket.reassigned", "王五（平安办（综治中心））")]
+
+
 async def test_a_returned_ticket_is_routed_again_without_the_unit_and_the_new_unit_is_told(http, services, mongo, keys, sink):
     ticket = await _new_ticket(http, services, mongo, "装修公司拖欠工人工资")
     response = await _command(http, services, ticket["ticket_id"], "return", keys["laobao"],

@@ -1,5 +1,5 @@
 """Notify's channels against real local receivers: exact robot, mail and SMS bodies (with the DingTalk and Feishu
-signatures), retries on the timer (not in the batch), a final failure to the fallback channel, a burst digested under
+signatures, each with its way to the ticket's workbench page), retries on the timer (not in the batch), a final failure to the fallback channel, a burst digested under
 DingTalk's rate limit, and no duplicate after a restart mid-stream or between two attempts."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from civicbus.mongo import find_by_ids
 from civicbus.topics import TICKETS
 from ops.webhook_receiver import WebhookSink
 from services.notify.channels import channel_id
+from services.notify.config import load_notify_config
 from services.notify.messages import MessageRenderer
 from services.notify.schedule import RateLimiter
 
@@ -30,6 +31,7 @@ from .notify_support import NotifyUnderTest, SimClock, SmtpRecorder, ticket_even
 from .test_delivery_guarantees import consumed
 
 pytestmark = pytest.mark.integration
+PUBLIC = "https://gd.shifan.example.gov.cn"  # where people reach the workbench (notify's public_base_url)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,8 @@ async def setup(stack, tmp_path_factory) -> AsyncIterator[tuple[NotifyUnderTest,
     smtp = SmtpRecorder()
     controller = smtp.start()
     config = write_config(tmp_path_factory.mktemp("notify") / "config", sink.base_url, smtp.port)
-    notify = await NotifyUnderTest(stack.bootstrap, stack.mongo_url, config,
-                                   SimClock(utc(2026, 11, 25, 2))).start()  # 10:00 in Shanghai: not quiet
+    notify = await NotifyUnderTest(stack.bootstrap, stack.mongo_url, config, SimClock(utc(2026, 11, 25, 2)),
+                                   overrides={"public_base_url": PUBLIC}).start()  # 10:00 in Shanghai: not quiet
     yield notify, sink, smtp
     await notify.stop()
     await notify.drop()
@@ -67,8 +69,9 @@ async def test_every_channel_gets_its_exact_format_with_personal_data_masked(set
         await eventually(received(sink, path), what=f"a message at {path}")
     await eventually(lambda: asyncio.sleep(0, result=smtp.mails), what="the e-mail")
 
-    message = MessageRenderer(load_district(notify.config_dir)).render(event, "lead")
-    assert message.title == "【新工单】拖欠工资"
+    message = MessageRenderer(load_district(notify.config_dir), PUBLIC).render(event, "lead")
+    page = f"{PUBLIC}/workbench/tickets/{event.ticket.ticket_id}"
+    assert message.title == "【新工单】拖欠工资" and (message.url, message.button) == (page, "签收")
     assert "139****5678" in message.text and "330102********1234" in message.text
     assert "13912345678" not in message.text and "330102199001011234" not in message.text
 
@@ -77,31 +80,35 @@ async def test_every_channel_gets_its_exact_format_with_personal_data_masked(set
     timestamp = query["timestamp"][0]
     expected_sign = base64.b64encode(hmac.new(b"SECtest", f"{timestamp}\nSECtest".encode(), hashlib.sha256).digest())
     assert query["access_token"] == ["tok"] and query["sign"] == [expected_sign.decode()]
-    assert ding.body == {"msgtype": "markdown", "markdown": {
-        "title": message.title, "text": f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines())}}
+    assert ding.body == {"msgtype": "actionCard", "actionCard": {
+        "title": message.title, "text": f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines()),
+        "singleTitle": "签收", "singleURL": page}}
 
     [wecom] = sink.to("/robot/wecom-laobao")
     assert urllib.parse.parse_qs(wecom.query) == {"key": ["wk"]}
-    assert wecom.body == {"msgtype": "markdown", "markdown": {"content": f"**{message.title}**\n{message.text}"}}
+    assert wecom.body == {"msgtype": "markdown", "markdown": {
+        "content": f"**{message.title}**\n{message.text}\n[点击签收]({page})"}}
 
     [feishu] = sink.to("/robot/feishu-laobao")
     seconds = feishu.body["timestamp"]
     expected_sign = base64.b64encode(hmac.new(f"{seconds}\nfsecret".encode(), b"", hashlib.sha256).digest()).decode()
-    assert feishu.body == {"timestamp": seconds, "sign": expected_sign, "msg_type": "post", "content": {"post": {
-        "zh_cn": {"title": message.title,
-                  "content": [[{"tag": "text", "text": line}] for line in message.text.splitlines()]}}}}
+    assert feishu.body == {"timestamp": seconds, "sign": expected_sign, "msg_type": "interactive", "card": {
+        "header": {"title": {"tag": "plain_text", "content": message.title}, "template": "blue"},
+        "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": message.text}},
+                     {"tag": "action", "actions": [{"tag": "button", "text": {"tag": "plain_text", "content": "签收"},
+                                                    "type": "primary", "url": page}]}]}}
 
     [sms] = sink.to("/sms/send")
     assert sms.headers["authorization"] == "Bearer sms-token"
-    full = f"{message.title}\n{message.text}"
-    assert sms.body == {"mobile": "13800000117", "content": full[:299] + "…" if len(full) > 300 else full,
-                        "sign": "示范街道"}
+    full, link = f"{message.title}\n{message.text}", f"\n签收：{page}"  # the link last and whole, within 300
+    content = full + link if len(full + link) <= 300 else full[:300 - len(link) - 1] + "…" + link
+    assert sms.body == {"mobile": "13800000117", "content": content, "sign": "示范街道"}
 
     [mail] = smtp.mails
     assert smtp.logins == ["notify"]
     assert mail["Subject"] == message.title and mail["From"] == "notify@shifan.example.gov.cn"
     assert mail["To"] == "laobao@shifan.example.gov.cn" and mail["X-Civicbus-Ticket"] == event.ticket.ticket_id
-    assert mail.get_content().rstrip("\n") == message.text
+    assert mail.get_content() == f"{message.text}\n\n在工作台签收：{page}\n"
 
 
 async def notification(db, key: str) -> dict:
@@ -204,13 +211,14 @@ async def test_a_burst_beyond_the_dingtalk_limit_becomes_one_digest_not_a_ban(se
     assert len(sink.to("/robot/ding-jianshe")) == 20  # DingTalk's limit: 20 a minute
 
     await notify.tick(notify.clock.advance(minutes=3))
-    digests = [item.body["markdown"] for item in sink.to("/robot/ding-jianshe")
-               if item.body["markdown"]["title"].startswith("【消息汇总】")]
+    digests = [item.body["actionCard"] for item in sink.to("/robot/ding-jianshe")
+               if item.body["actionCard"]["title"].startswith("【消息汇总】")]
     # Digests are kept per partition of civic.tickets (one writer each): one per partition that held some.
     assert 1 <= len(digests) <= TICKETS.partitions and len(sink.to("/robot/ding-jianshe")) == 20 + len(digests)
     assert sorted(digest["title"] for digest in digests) == sorted(
         f"【消息汇总】共{digest['text'].count('【新工单】')}条" for digest in digests)
     assert all("发送过于频繁，合并发送" in digest["text"] for digest in digests)
+    assert {(digest["singleTitle"], digest["singleURL"]) for digest in digests} == {("查看", f"{PUBLIC}/workbench")}
     documents = await find_by_ids(db["notifications"], keys)
     assert {document["status"] for document in documents.values()} == {"delivered"}
     in_digest = [key for key, document in documents.items() if document.get("digest")]
@@ -236,8 +244,8 @@ async def test_a_robot_that_answers_too_many_gets_the_message_in_the_next_digest
     assert [attempt["result"] for attempt in document["attempts"]] == ["rate_limited"]  # no retries into a ban
     await notify.tick(notify.clock.advance(minutes=2))
     [digest] = sink.to("/robot/ding-jianshe")[before:]
-    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
-    assert event.ticket.ticket_id in digest.body["markdown"]["text"]
+    assert digest.body["actionCard"]["title"] == "【消息汇总】共1条"
+    assert event.ticket.ticket_id in digest.body["actionCard"]["text"]
 
 
 async def test_a_digest_the_robot_refuses_as_too_many_is_retried_not_failed(setup, db):
@@ -262,7 +270,7 @@ async def test_a_digest_the_robot_refuses_as_too_many_is_retried_not_failed(setu
     assert await status() == "held" and sink.to("/robot/ding-jianshe")[before:] == []
     await notify.tick(notify.clock.advance(minutes=5))
     [digest] = sink.to("/robot/ding-jianshe")[before:]
-    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+    assert digest.body["actionCard"]["title"] == "【消息汇总】共1条"
     assert await status() == "delivered"
 
 
@@ -275,7 +283,7 @@ async def test_a_restart_does_not_forget_the_sends_the_rate_limit_counted_this_m
     await notify.publish(events)
     await eventually(lambda: asyncio.sleep(0, result=len(sink.to("/robot/ding-jianshe")) - before == 20),
                      what="20 messages, the minute's limit")
-    robot = load_district(notify.config_dir).units["jianshe"].channels[0]
+    robot = load_notify_config(load_district(notify.config_dir)).channels_of("jianshe")[0]
     # One document per partition (one writer each), summed when read.
     stored = await find_by_ids(db["notify_rates"], [f"rate:{channel_id(robot)}|{partition}"
                                                     for partition in range(TICKETS.partitions)])
@@ -297,7 +305,7 @@ async def test_a_restart_does_not_forget_the_sends_the_rate_limit_counted_this_m
     assert len(sink.to("/robot/ding-jianshe")) - before == 20
     await notify.tick(notify.clock.advance(minutes=2))
     [digest] = sink.to("/robot/ding-jianshe")[before + 20:]
-    assert digest.body["markdown"]["title"] == "【消息汇总】共1条"
+    assert digest.body["actionCard"]["title"] == "【消息汇总】共1条"
 
 
 async def rewind(notify: NotifyUnderTest) -> None:

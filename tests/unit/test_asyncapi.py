@@ -28,9 +28,10 @@ def _operations(service: str) -> set[tuple[str, str]]:
 def test_every_service_lists_what_it_publishes_as_well_as_what_it_consumes():
     assert _operations("triage") == {
         ("receive", "civic_events"), ("receive", "civic_commands"), ("send", "civic_commands"),
-        ("send", "civic_tickets"), ("send", "civic_dlq")}
+        ("send", "civic_tickets"), ("send", "civic_command-results"), ("send", "civic_dlq")}
     assert ("send", "civic_notifications") in _operations("notify")
     assert ("send", "civic_events") in _operations("intake") and ("receive", "civic_intake") in _operations("intake")
+    assert ("receive", "civic_command-results") in _operations("intake"), "intake answers commands from Kafka"
     for topic in ALL_TOPICS:  # every registered service end of every topic is in that service's document
         channel = topic.name.replace(".", "_")
         for service in SERVICES:

@@ -14,7 +14,7 @@ import yaml
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from civicbus.district import AREA_UNIT, District, DistrictConfigError, Route, UnitKind, load_district
+from civicbus.district import District, DistrictConfigError, UnitKind, load_district
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 REQUIRED_ROOTS = {
@@ -62,13 +62,6 @@ def load_error(folder: Path) -> str:
     with pytest.raises(DistrictConfigError) as caught:
         load_district(folder)
     return str(caught.value)
-
-
-def walk_routes(route: Route, parents: tuple[Route, ...] = ()) -> list[tuple[Route, tuple[Route, ...]]]:
-    found = [(route, parents)]
-    for child in route.routes:
-        found += walk_routes(child, (*parents, route))
-    return found
 
 
 # --------------------------------------------------------------------------- the sample
@@ -144,15 +137,6 @@ def test_category_rules_do_not_collide(sample: District) -> None:
     assert {"smoke", "fire", "gas", "water_quality", "dust", "straw_burning", "police"} <= alarm_types
 
 
-def test_routes_leading_with_the_area_require_a_known_area(sample: District) -> None:
-    root = sample.routing.route
-    assert root.lead is None and root.name == "默认" and root.deadline == "complaint"
-    for route, _ in walk_routes(root):
-        if route.lead == AREA_UNIT:
-            assert 'area!=""' in {str(matcher) for matcher in route.parsed_matchers}, route.name
-    assert any(route.continue_ for route, _ in walk_routes(root))
-
-
 def test_deadline_policies(sample: District) -> None:
     deadlines = sample.deadlines
     assert deadlines.default_policy == "complaint"
@@ -176,28 +160,6 @@ def test_unknown_leader_names_the_file_the_unit_and_the_problem(broken: Path) ->
     assert "'nobody' is not one of the declared leaders" in message
 
 
-def test_route_with_unknown_lead_names_the_file_and_the_route(broken: Path) -> None:
-    def change(data: dict[str, Any]) -> None:
-        data["route"]["routes"][1]["routes"][0]["lead"] = "nosuchunit"
-
-    edit_yaml(broken / "routing.yaml", change)
-    message = load_error(broken)
-    assert "routing.yaml" in message
-    assert "信访维稳-群体性事件" in message
-    assert "'nosuchunit' is not declared in district.yaml" in message
-
-
-def test_invalid_regex_matcher(broken: Path) -> None:
-    def change(data: dict[str, Any]) -> None:
-        data["route"]["routes"][1]["matchers"] = ['category=~"petition\\.(group"']
-
-    edit_yaml(broken / "routing.yaml", change)
-    message = load_error(broken)
-    assert "routing.yaml" in message
-    assert "信访维稳" in message
-    assert "invalid regular expression" in message
-
-
 def test_deadline_with_two_durations(broken: Path) -> None:
     def change(data: dict[str, Any]) -> None:
         data["policies"]["complaint"]["resolve"] = {"working_days": 5, "hours": 12}
@@ -207,15 +169,6 @@ def test_deadline_with_two_durations(broken: Path) -> None:
     assert "deadlines.yaml" in message
     assert "policies.complaint.resolve" in message
     assert "exactly one of hours, working_hours, working_days" in message
-
-
-def test_route_with_unknown_deadline_policy(broken: Path) -> None:
-    def change(data: dict[str, Any]) -> None:
-        data["route"]["routes"][2]["deadline"] = "whenever"
-
-    edit_yaml(broken / "routing.yaml", change)
-    message = load_error(broken)
-    assert "routing.yaml" in message and "安全生产" in message and "'whenever'" in message
 
 
 def test_invalid_polygon(broken: Path) -> None:

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import pickle
+import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from services.triage.learned import (
     write_corrections,
 )
 from services.triage.lifecycle import Applied, apply
+from services.triage.routing_config import ROUTING_FILE
 from services.triage.learned_cli import classifier_app
 from services.triage.sample_corpus import configured_terms, generate, leaf_categories, write_sample_corpus
 
@@ -75,7 +77,9 @@ def _complaint(text: str) -> ComplaintReceived:
 
 
 def _with_folder(district: District, folder: Path) -> District:
-    """The sample district, with its model looked up in another folder."""
+    """The sample district, with its model looked up in another folder (beside the sample's routing.yaml, which
+    triage reads from the same folder)."""
+    shutil.copy(district.folder / ROUTING_FILE, folder / ROUTING_FILE)
     return dataclasses.replace(district, folder=folder)
 
 

@@ -134,6 +134,35 @@ def test_supervision_is_for_leaders(routed, district):
     assert step(routed, district, Action.supervise, LEADER, note="请加快办理").ticket.supervision_count == 1
 
 
+def test_dispatching_a_manual_ticket_names_its_assisting_units(routed, district):
+    manual = routed.model_copy(update={"state": TicketState.manual, "lead_unit": "", "leader": "",
+                                       "assist_units": []})
+    assigned = step(manual, district, Action.reassign, DISPATCHER, unit="laobao",
+                    assist_units=["sifa", "xixi", "sifa", "laobao"])
+    assert assigned.ticket.state is TicketState.routed and assigned.ticket.lead_unit == "laobao"
+    assert assigned.ticket.assist_units == ["sifa", "xixi"], "once each, never the lead unit"
+    assert assigned.note == "派单至劳动保障所，协办：司法所、西溪村"
+    unknown = refused(manual, district, Action.reassign, DISPATCHER, unit="laobao", assist_units=["sifa", "nowhere"])
+    assert unknown.code is RefusalCode.unknown_unit and "nowhere" in unknown.message
+
+
+def test_reassign_keeps_the_assisting_units_unless_it_names_them(routed, district):
+    assisted = routed.model_copy(update={"assist_units": ["xixi", "sifa"]})
+    kept = step(assisted, district, Action.reassign, DISPATCHER, unit="sifa")
+    assert kept.ticket.assist_units == ["xixi"] and kept.note == "改派至司法所"
+    cleared = step(assisted, district, Action.reassign, DISPATCHER, unit="sifa", assist_units=[])
+    assert cleared.ticket.assist_units == []
+
+
+def test_the_photos_of_progress_notes_stay_on_the_ticket_after_it_is_resolved(routed, district):
+    signed = step(routed, district, Action.sign_for).ticket
+    noted = step(signed, district, Action.add_note, note="现场照片", attachments=["https://x/site.jpg"]).ticket
+    assert noted.attachments == ["https://x/site.jpg"]
+    resolved = step(noted, district, Action.resolve, result="已处理",
+                    attachments=["https://x/done.jpg", "https://x/site.jpg"]).ticket
+    assert resolved.attachments == ["https://x/site.jpg", "https://x/done.jpg"]
+
+
 def test_every_refusal_has_chinese_and_english_texts():
     from civicbus.refusals import REFUSAL_TEXTS
 
@@ -143,13 +172,14 @@ def test_every_refusal_has_chinese_and_english_texts():
 
 ACTORS = st.sampled_from([LEAD, OTHER_UNIT, DISPATCHER, LEADER, Actor(name="平台", role="system")])
 COMMANDS = st.builds(
-    lambda action, actor, hours, grant, resolved, satisfaction, reason, unit: command(
+    lambda action, actor, hours, grant, resolved, satisfaction, reason, unit, assist: command(
         action, actor, note="说明", result="办结情况", grant=grant, resolved=resolved, satisfaction=satisfaction,
-        return_reason=reason, unit=unit, extension_until=NOW + timedelta(hours=hours),
+        return_reason=reason, unit=unit, assist_units=assist, extension_until=NOW + timedelta(hours=hours),
     ),
     st.sampled_from(list(Action)), ACTORS, st.integers(1, 400), st.none() | st.booleans(),
     st.none() | st.booleans(), st.none() | st.sampled_from(list(Satisfaction)),
     st.none() | st.sampled_from(list(ReturnReason)), st.sampled_from(["laobao", "sifa", "nowhere", ""]),
+    st.none() | st.lists(st.sampled_from(["laobao", "sifa", "xixi"]), max_size=3),
 )
 
 

@@ -25,6 +25,7 @@ from services.notify.messages import MessageRenderer
 
 DISTRICT = load_district(DEFAULT_CONFIG_DIR)
 DISTRICT_ZONE = ZoneInfo(DISTRICT.timezone)
+RENDERER = MessageRenderer(DISTRICT, "http://127.0.0.1:8084")
 SIGN_FOR_DUE = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)  # 17:30 in the district
 RESOLVE_DUE = datetime(2026, 11, 5, 16, 15, tzinfo=UTC)  # Fri 6 November 00:15 in the district: another day
 
@@ -43,28 +44,28 @@ def ticket(**fields) -> Ticket:
 
 
 def test_a_units_message_gives_its_deadlines_in_the_districts_time():
-    text = MessageRenderer(DISTRICT).render_ticket(ticket(), EventKind.ticket_routed, "lead").text
+    text = RENDERER.render_ticket(ticket(), EventKind.ticket_routed, "lead").text
     assert "签收时限：11月02日 17:30" in text and "办结时限：11月06日 00:15" in text
     assert "09:30" not in text and "16:15" not in text
 
 
 def test_an_instant_written_into_a_note_is_shown_in_the_districts_time():
     # Triage notes a granted extension with the instant as it stores it (UTC).
-    message = MessageRenderer(DISTRICT).render_ticket(
+    message = RENDERER.render_ticket(
         ticket(), EventKind.ticket_extension_decided, "lead", note="同意延期至 2026-11-27T09:30:00+00:00。")
     assert "说明：同意延期至 11月27日 17:30。" in message.text and "+00:00" not in message.text
 
 
 def test_a_reminder_gives_the_due_time_in_the_districts_time():
-    text = MessageRenderer(DISTRICT).render_ticket(ticket(), EventKind.ticket_reminder, "lead", deadline="sign_for",
-                                                   due=SIGN_FOR_DUE).text
+    text = RENDERER.render_ticket(ticket(), EventKind.ticket_reminder, "lead", deadline="sign_for",
+                                  due=SIGN_FOR_DUE).text
     assert "签收时限将于11月02日 17:30到期" in text
 
 
 def test_the_leaders_morning_summary_is_dated_by_the_districts_day():
     leader = next(iter(DISTRICT.leaders.values()))
     late_evening_utc = datetime(2026, 11, 2, 23, 0, tzinfo=UTC)  # already Tue 3 November, 07:00, in the district
-    message = MessageRenderer(DISTRICT).render_daily(leader, [ticket()], late_evening_utc, max_listed=5)
+    message = RENDERER.render_daily(leader, [ticket()], late_evening_utc, max_listed=5)
     assert "2026年11月03日" in message.text
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from civicbus.district import WebhookChannel, load_district
+from civicbus.district import load_district
 from civicbus.events import (
     CategoryEvidence,
     EventKind,
@@ -25,12 +25,16 @@ from civicbus.events import (
 )
 from civicbus.kafka import BatchOutcome, Consumed
 from services.notify.channels import channel_id
+from services.notify.channels.webhook import WebhookChannel
+from services.notify.config import NotifyConfig, load_notify_config
 from services.notify.delivery import UNCONFIRMED, Delivery, DeliveryPipeline
 from services.notify.handler import NotifyHandler
+from services.notify.in_force import InForce
 from services.notify.messages import Message
 from services.notify.timers import Timers
 
 SAMPLE = load_district(Path(__file__).resolve().parents[2] / "config" / "sample")
+NOTIFY = load_notify_config(SAMPLE)
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 ROBOT = WebhookChannel(type="webhook", url="http://127.0.0.1:1/robot/a")
 DUTY = WebhookChannel(type="webhook", url="http://127.0.0.1:1/robot/b")
@@ -50,15 +54,20 @@ def routed(lead: str = "laobao") -> TicketEvent:
                        correlation_id=ticket.source_event_id)
 
 
-def with_channels(unit: str, channels: list) -> Any:
-    return dataclasses.replace(SAMPLE, units={**SAMPLE.units,
-                                              unit: SAMPLE.units[unit].model_copy(update={"channels": channels})})
+def with_channels(unit: str, channels: tuple) -> NotifyConfig:
+    return dataclasses.replace(NOTIFY, recipient_channels={**NOTIFY.recipient_channels, unit: channels})
+
+
+def in_force(notify: NotifyConfig = NOTIFY) -> InForce:
+    held = InForce(SAMPLE, "https://gd.shifan.example.gov.cn")
+    held.current = dataclasses.replace(held.current, notify=notify)
+    return held
 
 
 def test_a_notification_key_names_its_channel_by_id_so_reordering_channels_resends_nothing():
     event = routed()
-    before = NotifyHandler(with_channels("laobao", [ROBOT, DUTY]), None, None).deliveries(event)
-    after = NotifyHandler(with_channels("laobao", [DUTY, ROBOT]), None, None).deliveries(event)
+    before = NotifyHandler(in_force(with_channels("laobao", (ROBOT, DUTY))), None, None).deliveries(event)
+    after = NotifyHandler(in_force(with_channels("laobao", (DUTY, ROBOT))), None, None).deliveries(event)
     assert {delivery.key for delivery in before} == {delivery.key for delivery in after}
     assert f"{event.event_id}:laobao:{channel_id(ROBOT)}" in {delivery.key for delivery in before}
 
@@ -67,8 +76,9 @@ def delivery(status: str, **changes: Any) -> Delivery:
     event = routed()
     return Delivery(key=f"{event.event_id}:laobao:{channel_id(ROBOT)}", ticket_id=event.ticket.ticket_id,
                     ticket_event_id=event.event_id, correlation_id=event.correlation_id, transition=event.kind,
-                    recipient="laobao", role="lead", channel=ROBOT, message=Message("t", "x"), status=status,
-                    attempts=[{"result": status}], **changes)
+                    recipient="laobao", role="lead", channel=ROBOT, status=status, attempts=[{"result": status}],
+                    message=Message("t", "x", "https://gd.shifan.example.gov.cn/workbench/tickets/SF1"),
+                    **changes)
 
 
 def test_one_result_event_per_key_whatever_became_of_it():
@@ -104,7 +114,7 @@ def consumed(event: TicketEvent, partition: int) -> Consumed:
 
 async def test_the_handler_does_each_partitions_work_as_that_partitions():
     timers, pipeline = FakeTimers(), FakePipeline()
-    handler = NotifyHandler(SAMPLE, pipeline, timers)
+    handler = NotifyHandler(in_force(), pipeline, timers)
     a, b, c = routed("sifa"), routed("sifa"), routed("xinfang")
     outcome = await handler([consumed(a, 0), consumed(b, 3), consumed(c, 0)])
     assert isinstance(outcome, BatchOutcome) and not outcome.failed
@@ -115,7 +125,7 @@ async def test_the_handler_does_each_partitions_work_as_that_partitions():
 
 class RecordingTimers(Timers):
     def __init__(self, subscription: Any) -> None:
-        super().__init__(None, SAMPLE, None)
+        super().__init__(None, in_force(), None)
         self.subscription = subscription
         self.ticked: list[tuple[int, bool]] = []
         self.read: list[tuple[int, bool]] = []

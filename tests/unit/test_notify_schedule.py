@@ -1,16 +1,15 @@
-"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit, retry delays; and notify.yaml's
-checks."""
+"""Notify's time arithmetic: reminders, escalation steps, quiet hours, the rate limit, retry delays (notify.yaml's
+checks: test_notify_config.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from civicbus.district import Escalation, EscalationPolicy, QuietHours, load_district
 from civicbus.scheduling import minutes_between
+from services.notify.config import Escalation, EscalationPolicy, QuietHours
 from services.notify.schedule import (
     RateLimiter,
     escalation_steps,
@@ -19,8 +18,6 @@ from services.notify.schedule import (
     reminder_times,
     retry_delay,
 )
-
-from .test_district_config import SAMPLE, broken, edit_yaml, load_error  # noqa: F401 - fixture
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -121,68 +118,3 @@ def test_minute_buckets_and_overdue_text():
     assert minutes_between(T0 + timedelta(seconds=59), T0 + timedelta(minutes=2)) == [
         "202611250100", "202611250101", "202611250102"]
     assert overdue_text(95) == "1小时35分钟" and overdue_text(120) == "2小时" and overdue_text(30) == "30分钟"
-
-
-# --------------------------------------------------------------------------- notify.yaml checks
-
-
-def test_sample_notify_configuration_is_complete():
-    notify = load_district(SAMPLE).notify
-    assert notify.escalation is not None and notify.fallback and notify.quiet_hours is not None
-    assert notify.escalation.policy_for("safety.gas", "normal").name == "安全隐患升级"
-
-
-def test_email_channel_without_smtp_server_is_refused(broken: Path):  # noqa: F811
-    edit_yaml(broken / "notify.yaml", lambda data: data.pop("smtp"))
-    edit_yaml(broken / "district.yaml",
-              lambda data: data["units"][0]["contacts"][0].update(channels=[{"type": "email", "to": ["a@b.cn"]}]))
-    error = load_error(broken)
-    assert "notify.yaml: smtp:" in error and "units (dangzheng) contact 林晓燕 has an e-mail channel" in error
-
-
-def test_unknown_escalation_policy_and_category_are_named(broken: Path):  # noqa: F811
-    edit_yaml(broken / "notify.yaml", lambda data: data["escalation"]["rules"].append({"policy": "nope"}))
-    assert "rules[2]: unknown escalation policy 'nope'" in load_error(broken)
-    edit_yaml(broken / "notify.yaml", lambda data: data["escalation"]["rules"].__setitem__(
-        2, {"category": "no.such", "policy": "standard"}))
-    assert "escalation.rules[2]: category 'no.such' is not in categories.yaml" in load_error(broken)
-
-
-def test_a_robot_channel_of_unknown_type_is_refused_with_the_entry(broken: Path):  # noqa: F811
-    edit_yaml(broken / "district.yaml",
-              lambda data: data["units"][0].update(channels=[{"type": "telegram", "url": "https://x"}]))
-    error = load_error(broken)
-    assert "district.yaml" in error and "units[0] (dangzheng).channels[0]" in error
-
-
-def test_a_missed_deadline_no_escalation_step_tells_goes_to_the_unit_from_triages_event(broken: Path):  # noqa: F811
-    from civicbus.events import (
-        CategoryEvidence,
-        EventKind,
-        LocationEvidence,
-        RoutingExplanation,
-        Severity,
-        Ticket,
-        TicketEvent,
-        TicketState,
-    )
-    from services.notify.recipients import recipients
-
-    def only_sign_for(data: dict) -> None:
-        for policy in data["escalation"]["policies"].values():
-            policy["deadlines"] = ["sign_for"]
-
-    edit_yaml(broken / "notify.yaml", only_sign_for)
-    district = load_district(broken)
-    ticket = Ticket(ticket_id="SF1", version=3, state=TicketState.acknowledged, event_kind=EventKind.complaint_received,
-                    event_source="12345", source_event_id="e1", title="拖欠工资", content="拖欠工资",
-                    severity=Severity.normal,
-                    category="labor.wage_arrears", category_name="劳资纠纷/欠薪", lead_unit="laobao", created_at=T0,
-                    explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none",
-                                                   confidence=0), location=LocationEvidence(method="none")))
-
-    def overdue(deadline: str) -> TicketEvent:
-        return TicketEvent(kind=EventKind.ticket_overdue, source="civicbus.triage", ticket=ticket, deadline=deadline)
-
-    assert recipients(overdue("resolve"), district) == [("laobao", "lead")], "no escalation policy covers 办结"
-    assert recipients(overdue("sign_for"), district) == [], "step 1 of the policy tells the unit of 签收"

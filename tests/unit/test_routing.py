@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from civicbus.district import Matcher, Route
+from civicbus.district import District
 from services.triage.routing import Router, match_routes
+from services.triage.routing_config import Matcher, Route, load_routing
+
+
+@pytest.fixture(scope="module")
+def router(district: District) -> Router:
+    return Router(district, load_routing(district).route)
 
 
 def labels(**values: str) -> dict[str, str]:
@@ -62,29 +68,29 @@ def test_nested_route_inherits_from_its_parent():
     assert match.inherited("lead") == "u1" and match.inherited("deadline") == "complaint"
 
 
-def test_no_match_is_the_root_without_a_lead(district):
-    (assignment,) = Router(district).assign(labels(category="other", category_root="other"))
+def test_no_match_is_the_root_without_a_lead(router):
+    (assignment,) = router.assign(labels(category="other", category_root="other"))
     assert assignment.lead_unit == "" and "没有匹配" in assignment.manual_reason
 
 
-def test_area_unit_leads_when_the_event_is_located(district):
-    (assignment,) = Router(district).assign(
+def test_area_unit_leads_when_the_event_is_located(router):
+    (assignment,) = router.assign(
         labels(kind="alarm", category="safety.fire", category_root="safety", area="xixi", alarm_type="smoke")
     )
     assert assignment.lead_unit == "xixi"
     assert "xiaofang" in assignment.assist_units
 
 
-def test_unlocated_alarm_goes_to_the_department(district):
-    (assignment,) = Router(district).assign(
+def test_unlocated_alarm_goes_to_the_department(router):
+    (assignment,) = router.assign(
         labels(kind="alarm", category="safety.fire", category_root="safety", alarm_type="smoke")
     )
     assert assignment.lead_unit == "yingji"
     assert "" not in assignment.assist_units, "an unknown area is not an assisting unit"
 
 
-def test_group_wage_arrears_makes_two_assignments_through_continue(district):
-    assignments = Router(district).assign(
+def test_group_wage_arrears_makes_two_assignments_through_continue(router):
+    assignments = router.assign(
         labels(category="labor.wage_arrears", category_root="labor", severity="high", area="nantang")
     )
     assert [a.lead_unit for a in assignments] == ["pingan", "laobao"]
@@ -92,8 +98,8 @@ def test_group_wage_arrears_makes_two_assignments_through_continue(district):
     assert "nantang" in assignments[0].assist_units
 
 
-def test_leader_defaults_to_the_lead_units_leader(district):
-    (assignment,) = Router(district).assign(labels(category="market.food", category_root="market"))
+def test_leader_defaults_to_the_lead_units_leader(district, router):
+    (assignment,) = router.assign(labels(category="market.food", category_root="market"))
     assert assignment.leader == district.units[assignment.lead_unit].leader
 
 

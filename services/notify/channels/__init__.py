@@ -1,20 +1,30 @@
-"""Delivery channels, one adapter module each, behind one interface (:class:`base.ChannelAdapter`)."""
+"""Delivery channels, one module each holding the channel's settings (what district.yaml and notify.yaml say of
+it) and its adapter, behind one interface (:class:`base.ChannelAdapter`). A new channel is a module here, a member
+of :data:`Channel` and a case of :func:`adapter_for`; the kernel only carries its ``type``."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
-
-from civicbus.district import Channel, NotifyFile
+from pydantic import Field
 
 from .base import ChannelAdapter, DeliveryError, SendContext
-from .email import EmailAdapter
-from .robots import DingTalkAdapter, FeishuAdapter, WeComAdapter
-from .sms import SmsAdapter
-from .webhook import WebhookAdapter
+from .email import EmailAdapter, EmailChannel
+from .robots import DingTalkAdapter, DingTalkChannel, FeishuAdapter, FeishuChannel, WeComAdapter, WeComChannel
+from .sms import SmsAdapter, SmsChannel
+from .webhook import WebhookAdapter, WebhookChannel
 
-__all__ = ["ChannelAdapter", "DeliveryError", "SendContext", "adapter_for", "channel_id"]
+if TYPE_CHECKING:
+    from ..config import NotifyFile
+
+__all__ = ["Channel", "ChannelAdapter", "DeliveryError", "SendContext", "adapter_for", "channel_id"]
+
+Channel = Annotated[
+    WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel | EmailChannel | SmsChannel,
+    Field(discriminator="type"),
+]
 
 
 def channel_id(channel: Channel) -> str:
@@ -33,7 +43,7 @@ def adapter_for(channel: Channel, notify: NotifyFile, client: httpx.AsyncClient)
         case "feishu":
             return FeishuAdapter(channel, client)
         case "email":
-            assert notify.smtp is not None  # load_district refuses e-mail channels without a server
+            assert notify.smtp is not None  # load_notify_config refuses e-mail channels without a server
             return EmailAdapter(channel, notify.smtp)
         case "sms":
             assert notify.sms_gateway is not None

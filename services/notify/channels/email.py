@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Annotated, Literal
 
 import aiosmtplib
+from pydantic import Field, model_validator
 
-from civicbus.district import EmailChannel, SmtpServer
+from civicbus.district import Strict
 
 from ..messages import Message
 from .base import DeliveryError, SendContext
+
+
+class EmailChannel(Strict):
+    """E-mail (电子邮件) over the SMTP server of ``notify.yaml``."""
+
+    type: Literal["email"]
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    rate_per_minute: int | None = Field(default=None, gt=0)
+
+
+class SmtpServer(Strict):
+    """The mail server e-mail channels send through (aiosmtplib): ``smtp`` in notify.yaml."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, gt=0, lt=65536)
+    starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS (port 587)")
+    implicit_tls: bool = Field(default=False, description="TLS from the first byte (port 465)")
+    username: str | None = Field(default=None, description="log in when given (an empty value: no login)")
+    password: str | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="the From address")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> SmtpServer:
+        if self.starttls and self.implicit_tls:
+            raise ValueError("choose starttls or implicit_tls, not both")
+        return self
 
 
 def email_for(server: SmtpServer, channel: EmailChannel, message: Message, context: SendContext) -> EmailMessage:
@@ -21,7 +50,9 @@ def email_for(server: SmtpServer, channel: EmailChannel, message: Message, conte
     mail["Date"] = formatdate(localtime=False)
     mail["Message-ID"] = make_msgid(idstring=context.key.replace(":", "."), domain=server.sender.split("@", 1)[1])
     mail["X-Civicbus-Ticket"] = context.ticket_id
-    mail.set_content(message.text)  # UTF-8, transfer-encoded as the text needs
+    # Plain text, the workbench page's link on a line of its own (mail readers make it a link). UTF-8,
+    # transfer-encoded as the text needs.
+    mail.set_content(f"{message.text}\n\n在工作台{message.button}：{message.url}\n")
     return mail
 
 

@@ -1,4 +1,5 @@
-"""Group robots (群机器人) in their vendors' own formats: DingTalk, WeCom and Feishu.
+"""Group robots (群机器人) in their vendors' own formats: DingTalk, WeCom and Feishu, each with a way to open the
+message's workbench page — a card's button on DingTalk and Feishu, a Markdown link on WeCom.
 
 Each answers HTTP 200 with a verdict in the body (``errcode`` / ``code``); anything but 0 is a failure. Each limits
 how many messages a robot may post (DingTalk: 20 a minute, then a 10-minute ban); their "too many" codes are
@@ -13,13 +14,42 @@ import hmac
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Literal
 
 import httpx
+from pydantic import Field
 
-from civicbus.district import DingTalkChannel, FeishuChannel, WeComChannel
+from civicbus.district import HttpUrl, Strict
 
 from ..messages import Message
 from .base import DeliveryError, SendContext, answer_of, post_json
+
+
+class DingTalkChannel(Strict):
+    """A DingTalk custom group robot (钉钉自定义机器人); ``secret`` is its 加签 key (SEC…), if signing is on."""
+
+    type: Literal["dingtalk"]
+    url: HttpUrl = Field(description="https://oapi.dingtalk.com/robot/send?access_token=…")
+    secret: str = ""
+    rate_per_minute: int | None = Field(default=20, gt=0, description="DingTalk bans a robot for 10 min past 20/min")
+
+
+class WeComChannel(Strict):
+    """A WeCom group robot (企业微信群机器人)."""
+
+    type: Literal["wecom"]
+    url: HttpUrl = Field(description="https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…")
+    rate_per_minute: int | None = Field(default=20, gt=0)
+
+
+class FeishuChannel(Strict):
+    """A Feishu custom bot (飞书自定义机器人); ``secret`` is its 签名校验 key, if signing is on."""
+
+    type: Literal["feishu"]
+    url: HttpUrl = Field(description="https://open.feishu.cn/open-apis/bot/v2/hook/…")
+    secret: str = ""
+    rate_per_minute: int | None = Field(default=100, gt=0)
+
 
 DINGTALK_RATE_LIMITED = {130101}  # send too fast, exceed 20 times per minute
 WECOM_RATE_LIMITED = {45009, 45033}  # api freq out of limit
@@ -71,7 +101,13 @@ class DingTalkAdapter:
         self._clock = clock
 
     def request(self, message: Message) -> tuple[str, dict]:
-        body = {"msgtype": "markdown", "markdown": {"title": message.title, "text": markdown_lines(message)}}
+        # The 整体跳转 actionCard of DingTalk's custom robot: {"msgtype": "actionCard", "actionCard": {"title",
+        # "text" (Markdown), "singleTitle", "singleURL"}}; the one button (查看 or 签收) opens the workbench page.
+        # https://open.dingtalk.com/document/development/robot-message-type
+        body = {"msgtype": "actionCard", "actionCard": {
+            "title": message.title, "text": markdown_lines(message),
+            "singleTitle": message.button, "singleURL": message.url,
+        }}
         url = self._channel.url
         if self._channel.secret:
             url = dingtalk_signed_url(url, self._channel.secret, int(self._clock() * 1000))
@@ -90,9 +126,11 @@ class WeComAdapter:
 
     @staticmethod
     def body(message: Message) -> dict:
-        # WeCom's markdown knows no heading levels below ####: the title in bold reads best in the chat.
+        # WeCom's markdown knows no heading levels below ####: the title in bold reads best in the chat. Its
+        # markdown message has no button; a [text](url) link, which it supports, opens the workbench page.
         text = f"**{message.title}**\n" + "\n".join(message.text.splitlines())
-        return {"msgtype": "markdown", "markdown": {"content": text}}
+        link = f"[点击{message.button}]({message.url})"
+        return {"msgtype": "markdown", "markdown": {"content": f"{text}\n{link}"}}
 
     async def send(self, message: Message, context: SendContext) -> None:
         answer = answer_of(await post_json(self._client, self._channel.url, self.body(message)))
@@ -106,13 +144,25 @@ class FeishuAdapter:
         self._clock = clock
 
     def body(self, message: Message) -> dict:
-        """A rich-text (post) message: the title, then one paragraph per line."""
+        """A message card: the title as its header, the text, and a button (查看 or 签收) that opens the workbench
+        page. The custom bot's card format is {"msg_type": "interactive", "card": {"header": {"title":
+        <plain_text>}, "elements": [{"tag": "div", "text": …}, {"tag": "action", "actions": [{"tag": "button",
+        "text": <plain_text>, "type": "primary", "url": …}]}]}} — Feishu's "Send message cards with custom bot" and
+        its button component (a custom bot's card may only open links, which is all this one does):
+        https://open.feishu.cn/document/common-capabilities/message-card/getting-started/send-message-cards-with-a-custom-bot
+        The text is plain_text, not lark_md: nothing a citizen wrote is read as markup."""
         body: dict = {
-            "msg_type": "post",
-            "content": {"post": {"zh_cn": {
-                "title": message.title,
-                "content": [[{"tag": "text", "text": line}] for line in message.text.splitlines()],
-            }}},
+            "msg_type": "interactive",
+            "card": {
+                "header": {"title": {"tag": "plain_text", "content": message.title}, "template": "blue"},
+                "elements": [
+                    {"tag": "div", "text": {"tag": "plain_text", "content": message.text}},
+                    {"tag": "action", "actions": [{
+                        "tag": "button", "text": {"tag": "plain_text", "content": message.button},
+                        "type": "primary", "url": message.url,
+                    }]},
+                ],
+            },
         }
         if self._channel.secret:
             timestamp = int(self._clock())

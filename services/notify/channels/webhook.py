@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import Literal
 
-from civicbus.district import WebhookChannel
+import httpx
+from pydantic import Field
+
+from civicbus.district import HttpUrl, Strict
 
 from ..messages import Message
 from .base import SendContext, post_json
+
+
+class WebhookChannel(Strict):
+    """A generic JSON webhook (通用 Webhook): the message and the ticket's ids as one JSON object."""
+
+    type: Literal["webhook"] = "webhook"
+    url: HttpUrl
+    rate_per_minute: int | None = Field(default=None, gt=0, description="messages a minute before a digest")
 
 
 class WebhookAdapter:
@@ -20,6 +31,7 @@ class WebhookAdapter:
             "msgtype": "text",
             "title": message.title,
             "text": message.text,
+            "url": message.url,  # the workbench page: a ticket's, or the workbench for a digest
             "notification_id": context.key,
             "ticket_id": context.ticket_id,
             "transition": context.transition,
