@@ -289,7 +289,8 @@ class _Planning:
             partition = str(item.partition)
             joins.offsets[partition] = max(joins.offsets.get(partition, -1), item.offset)
         else:
-            joins.repeats.append(Repeat(event_id=event.event_id, external_id=getattr(event.data, "external_id", ""),
+            data = event.data  # type: ignore[attr-defined]
+            joins.repeats.append(Repeat(event_id=event.event_id, external_id=getattr(data, "external_id", ""),
                                         at=event.occurred_at))
         self.correlation.setdefault(ticket_id, event.correlation_id)
 

@@ -21,10 +21,9 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from civicbus.district import District, DistrictConfigError, load_district
+from civicbus.district import District, load_config_file, load_district
 from civicbus.settings import DEFAULT_CONFIG_DIR
 
 SEED = 12345
@@ -56,6 +55,7 @@ class Wording(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    version: int
     openers: tuple[str, ...] = Field(min_length=1)
     times: tuple[str, ...] = Field(min_length=1)
     place_forms: tuple[str, ...] = Field(min_length=1, description="{} is a place name, then a house number")
@@ -66,11 +66,7 @@ class Wording(BaseModel):
 
 
 def load_wording(config_dir: str | Path) -> Wording:
-    path = Path(config_dir) / PHRASES_FILE
-    try:
-        return Wording.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValidationError) as error:
-        raise DistrictConfigError(f"{path}: {error}") from error
+    return load_config_file(Wording, Path(config_dir) / PHRASES_FILE)
 
 
 def configured_terms(district: District) -> list[str]:

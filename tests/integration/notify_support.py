@@ -29,7 +29,6 @@ from civicbus.events import (
     Severity,
     Ticket,
     TicketEvent,
-    TicketState,
 )
 from civicbus.district import load_district
 from civicbus.kafka import create_topics
@@ -38,6 +37,8 @@ from services.notify.settings import NotifySettings
 from services.notify.app import create_app
 from services.notify.channels import channel_id
 from services.notify.config import load_notify_config
+
+from tests.factories import make_ticket, make_ticket_event
 
 from .conftest import RunningService, eventually, free_port, serve
 
@@ -216,9 +217,7 @@ def ticket_event(
 ) -> TicketEvent:
     """A ticket event as triage publishes it: a new ticket, or ``ticket`` after a transition (version + 1)."""
     if ticket is None:
-        ticket = Ticket(
-            ticket_id=f"SF{uuid.uuid4().hex[:12].upper()}", state=TicketState.routed,
-            event_kind=EventKind.complaint_received, event_source="12345", source_event_id=str(uuid.uuid4()),
+        ticket = make_ticket(
             title="拖欠工资", content=content, severity=severity, category=category, category_name="劳动保障",
             lead_unit=lead, leader=leader, response_level=response_level, sign_for_due=at + sign_for,
             resolve_due=at + timedelta(days=5), created_at=at,
@@ -228,8 +227,7 @@ def ticket_event(
         )
     else:
         ticket = ticket.model_copy(update={"version": ticket.version + 1, **changes})
-    return TicketEvent(kind=kind, source="civicbus.triage", occurred_at=at, ticket=ticket,
-                       correlation_id=ticket.source_event_id)
+    return make_ticket_event(kind, ticket, occurred_at=at)
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:

@@ -106,10 +106,15 @@ async def test_sign_in_sets_an_http_only_same_site_cookie_and_me_answers(service
     assert {"id": "laobao", "name": "劳动保障所", "kind": "station"} in units, "for 派单 and 改派"
     async with httpx.AsyncClient(base_url=services["reporting"].base_url) as stranger:
         assert (await stranger.get("/workbench/api/me")).status_code == 401
-    wrong, unknown = await asyncio.gather(login(services["reporting"].base_url, accounts["laobao"], "不是这个密码"),
-                                          login(services["reporting"].base_url, f"nobody.{RUN}"))
-    assert wrong.status_code == unknown.status_code == 401
+    base_url = services["reporting"].base_url
+    wrong, unknown, nobodys = await asyncio.gather(login(base_url, accounts["laobao"], "不是这个密码"),
+                                                   login(base_url, f"nobody.{RUN}"), login(base_url, "不是用户名"))
+    assert wrong.status_code == unknown.status_code == nobodys.status_code == 401
     assert wrong.json()["detail"] == unknown.json()["detail"] == "用户名或密码错误", "neither is confirmed"
+    async with httpx.AsyncClient(base_url=base_url) as client:  # a lone surrogate: JSON can say it, no one types it
+        odd = await client.post("/workbench/api/login", headers={"Content-Type": "application/json"},
+                                content=f'{{"username": "{accounts["laobao"]}", "password": "\\ud800密码"}}')
+    assert odd.status_code == 422 and odd.json()["detail"].startswith("请求内容有误"), "refused, not a 500"
 
 
 async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(accounts, sign_in, wages_ticket, mongo):

@@ -3,23 +3,14 @@ straight to civic.tickets as triage would publish them, so reporting's figures c
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pymongo.asynchronous.database import AsyncDatabase
 
-from civicbus.events import (
-    CategoryEvidence,
-    EventKind,
-    LocationEvidence,
-    RoutingExplanation,
-    Severity,
-    Ticket,
-    TicketEvent,
-    TicketState,
-)
+from civicbus.events import EventKind, TicketEvent, TicketState
+from tests.factories import make_ticket
 
 from .conftest import Stack, eventually
 
@@ -28,14 +19,7 @@ class TicketStory:
     """One ticket's transitions, each a TicketEvent carrying the ticket as it is after it."""
 
     def __init__(self, ticket_id: str, source: str, created: datetime, **fields: Any) -> None:
-        fields.setdefault("severity", Severity.normal)
-        self.ticket = Ticket(
-            ticket_id=ticket_id, version=1, state=TicketState.routed, event_kind=EventKind.complaint_received,
-            event_source=source, source_event_id=str(uuid.uuid4()), created_at=created,
-            explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                           location=LocationEvidence(method="none")),
-            **fields,
-        )
+        self.ticket = make_ticket(ticket_id=ticket_id, event_source=source, created_at=created, **fields)
         self.events: list[TicketEvent] = []
 
     @property

@@ -13,19 +13,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from civicbus.events import (
-    CategoryEvidence,
-    EventKind,
-    LocationEvidence,
-    RoutingExplanation,
-    Severity,
-    Ticket,
-    TicketEvent,
-    TicketState,
-)
+from civicbus.events import EventKind, TicketEvent, TicketState
 from services.reporting.figures import FigureBook, with_derived
 from services.reporting.projections import missed_on, missed_resolve_mark, ticket_increments, ticket_writer
 from services.reporting.report import Reports, ReportFilter, merge_shares
+from tests.factories import make_ticket
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RATES = ("response_rate", "closure_rate", "on_time_closure_rate", "overdue_rate")
@@ -44,13 +36,9 @@ class Story:
 
     def __init__(self, name: str, routed: datetime, sign_for_due: datetime, resolve_due: datetime,
                  unit: str = "xixi") -> None:
-        self.ticket = Ticket(
-            ticket_id=name, state=TicketState.routed, event_kind=EventKind.complaint_received, event_source="12345",
-            source_event_id=f"e-{name}", title=name, content=name, severity=Severity.normal,
-            category="environment.dust", category_name="生态环保/扬尘", area="xixi", lead_unit=unit,
+        self.ticket = make_ticket(  # about dust (environment.dust)
+            ticket_id=name, source_event_id=f"e-{name}", title=name, content=name, area="xixi", lead_unit=unit,
             sign_for_due=sign_for_due, resolve_due=resolve_due, created_at=routed,
-            explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                           location=LocationEvidence(method="none")),
         )
         self.events = [TicketEvent(kind=EventKind.ticket_routed, source="civicbus.triage", occurred_at=routed,
                                    ticket=self.ticket)]

@@ -44,7 +44,14 @@ from services.triage.learned import (
 from services.triage.lifecycle import Applied, apply
 from services.triage.routing_config import ROUTING_FILE
 from services.triage.learned_cli import classifier_app
-from services.triage.sample_corpus import configured_terms, generate, leaf_categories, write_sample_corpus
+from services.triage.sample_corpus import (
+    CORPUS_FILE,
+    PHRASES_FILE,
+    configured_terms,
+    generate,
+    leaf_categories,
+    write_sample_corpus,
+)
 
 ROWS = [
     ("GD001", "小区物业不作为，电梯坏了一个月", "property.service"),
@@ -159,6 +166,22 @@ def test_sample_corpus_is_deterministic_and_covers_every_leaf(district, corpus):
     assert len(without_keywords) > len(rows) * 0.3, "paraphrases teach the model what the rules do not know"
     assert corpus.stat().st_size < 400_000
     assert read_labelled(corpus, "内容", "类别").texts == [text for _, text, _ in rows]
+
+
+def test_the_committed_sample_corpus_is_the_one_its_phrases_write(district, corpus):
+    """training/work_orders.csv is written from training/phrases.yaml: a change to one needs the other written again."""
+    assert corpus.read_bytes() == (district.folder / CORPUS_FILE).read_bytes()
+
+
+def test_a_broken_or_missing_phrases_file_is_named(district, tmp_path):
+    folder = shutil.copytree(district.folder, tmp_path / "district", ignore=shutil.ignore_patterns("models"))
+    (folder / PHRASES_FILE).write_text("version: 1\nopeners: []\ncategories: {}\n", encoding="utf-8")
+    with pytest.raises(DistrictConfigError, match="phrases.yaml: openers: .*at least 1 item"):
+        write_sample_corpus(tmp_path / "out.csv", folder)
+    (folder / PHRASES_FILE).unlink()
+    with pytest.raises(DistrictConfigError, match="phrases.yaml"):
+        write_sample_corpus(tmp_path / "out.csv", folder)
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_training_on_the_sample_corpus_reaches_macro_f1_and_reports_every_class(district, sample_model):

@@ -11,17 +11,10 @@ from rich.console import Console
 
 from ops.demo import _tickets_table, _timeline_table
 from civicbus.district import load_district
-from civicbus.events import (
-    CategoryEvidence,
-    EventKind,
-    LocationEvidence,
-    RoutingExplanation,
-    Severity,
-    Ticket,
-    TicketState,
-)
+from civicbus.events import EventKind, Ticket
 from civicbus.settings import DEFAULT_CONFIG_DIR
 from services.notify.messages import MessageRenderer
+from tests.factories import make_ticket
 
 DISTRICT = load_district(DEFAULT_CONFIG_DIR)
 DISTRICT_ZONE = ZoneInfo(DISTRICT.timezone)
@@ -31,16 +24,9 @@ RESOLVE_DUE = datetime(2026, 11, 5, 16, 15, tzinfo=UTC)  # Fri 6 November 00:15 
 
 
 def ticket(**fields) -> Ticket:
-    return Ticket(
-        ticket_id="SF20261102000001", state=TicketState.routed, event_kind=EventKind.complaint_received,
-        event_source="12345", source_event_id="e-1", title="工地扬尘", content="东湖路工地夜间扬尘",
-        severity=Severity.normal, category="environment.dust", category_name="生态环保/扬尘", area="xixi",
-        area_name="西溪村", lead_unit="xixi", sign_for_due=SIGN_FOR_DUE, resolve_due=RESOLVE_DUE,
-        created_at=datetime(2026, 11, 2, 1, 0, tzinfo=UTC),
-        explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                       location=LocationEvidence(method="none")),
-        **fields,
-    )
+    return make_ticket(ticket_id="SF20261102000001", source_event_id="e-1", area="xixi", area_name="西溪村",
+                       lead_unit="xixi", sign_for_due=SIGN_FOR_DUE, resolve_due=RESOLVE_DUE,
+                       created_at=datetime(2026, 11, 2, 1, 0, tzinfo=UTC), **fields)
 
 
 def test_a_units_message_gives_its_deadlines_in_the_districts_time():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,10 +17,7 @@ from civicbus.events import (
     EventKind,
     LocationEvidence,
     RoutingExplanation,
-    Severity,
-    Ticket,
     TicketEvent,
-    TicketState,
 )
 from civicbus.kafka import BatchOutcome, Consumed
 from services.notify.channels import channel_id
@@ -32,6 +28,7 @@ from services.notify.handler import NotifyHandler
 from services.notify.in_force import InForce
 from services.notify.messages import Message
 from services.notify.timers import Timers
+from tests.factories import make_ticket, make_ticket_event
 
 SAMPLE = load_district(Path(__file__).resolve().parents[2] / "config" / "sample")
 NOTIFY = load_notify_config(SAMPLE)
@@ -41,17 +38,12 @@ DUTY = WebhookChannel(type="webhook", url="http://127.0.0.1:1/robot/b")
 
 
 def routed(lead: str = "laobao") -> TicketEvent:
-    ticket = Ticket(
-        ticket_id=f"SF{uuid.uuid4().hex[:12].upper()}", state=TicketState.routed,
-        event_kind=EventKind.complaint_received, event_source="12345", source_event_id=str(uuid.uuid4()),
-        title="拖欠工资", content="公司拖欠工资三个月", severity=Severity.normal, category="labor",
-        category_name="劳动保障", lead_unit=lead, leader="zhengxiuying", sign_for_due=T0 + timedelta(hours=1),
-        resolve_due=T0 + timedelta(days=5), created_at=T0,
+    return make_ticket_event(ticket=make_ticket(
+        title="拖欠工资", content="公司拖欠工资三个月", category="labor", category_name="劳动保障", lead_unit=lead,
+        leader="zhengxiuying", sign_for_due=T0 + timedelta(hours=1), resolve_due=T0 + timedelta(days=5), created_at=T0,
         explanation=RoutingExplanation(route_path=["默认"], location=LocationEvidence(method="none"),
                                        category=CategoryEvidence(method="keywords", confidence=1)),
-    )
-    return TicketEvent(kind=EventKind.ticket_routed, source="civicbus.triage", occurred_at=T0, ticket=ticket,
-                       correlation_id=ticket.source_event_id)
+    ))
 
 
 def with_channels(unit: str, channels: tuple) -> NotifyConfig:

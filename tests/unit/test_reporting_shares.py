@@ -3,17 +3,7 @@ reads sum a cell's shares and merge a ticket's notifications, counting nothing t
 
 from datetime import UTC, datetime
 
-from civicbus.events import (
-    CategoryEvidence,
-    EventKind,
-    LocationEvidence,
-    NotificationResult,
-    RoutingExplanation,
-    Severity,
-    Ticket,
-    TicketEvent,
-    TicketState,
-)
+from civicbus.events import EventKind, NotificationResult, TicketEvent
 from services.reporting.projections import (
     DIMENSIONS,
     counter_id,
@@ -23,21 +13,17 @@ from services.reporting.projections import (
     ticket_writer,
 )
 from services.reporting.report import merge_notifications, merge_shares
+from tests.factories import make_ticket, make_ticket_event
 
 DAY = "2026-11-02"
 AT = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
 
 def routed_event() -> TicketEvent:
-    ticket = Ticket(
-        ticket_id="SF-1", state=TicketState.routed, event_kind=EventKind.complaint_received, event_source="12345",
-        source_event_id="e-1", title="扬尘", content="工地扬尘", severity=Severity.normal,
-        category="environment.dust", category_name="生态环保/扬尘", area="xixi", lead_unit="xixi",
+    return make_ticket_event(ticket=make_ticket(  # about dust (environment.dust)
+        ticket_id="SF-1", source_event_id="e-1", title="扬尘", content="工地扬尘", area="xixi", lead_unit="xixi",
         assist_units=["zhifa"], created_at=AT,
-        explanation=RoutingExplanation(route_path=["默认"], category=CategoryEvidence(method="none", confidence=0),
-                                       location=LocationEvidence(method="none")),
-    )
-    return TicketEvent(kind=EventKind.ticket_routed, source="civicbus.triage", occurred_at=AT, ticket=ticket)
+    ))
 
 
 def test_a_ticket_event_counts_in_its_partitions_share_of_each_cell():

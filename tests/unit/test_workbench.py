@@ -25,6 +25,7 @@ from services.reporting.workbench.accounts import (
     Account,
     AccountError,
     PersonRole,
+    check_password,
     checked_account,
     machine_role,
 )
@@ -270,6 +271,13 @@ def test_accounts_are_checked_against_the_district(district):
                                          ("张三", "admin", "", ""), ("a", "admin", "", ""), ("x.y", "chief", "", "")]:
         with pytest.raises(AccountError):
             checked_account(district, username, "某人", role, unit, leader)
+
+
+def test_passwords_are_long_enough_and_typeable():
+    assert check_password("八个字符的密码呀") == "八个字符的密码呀"
+    for password in ("short", "x" * 201, "长度足够但是含有\ud800"):
+        with pytest.raises(AccountError):
+            check_password(password)
 
 
 def test_what_the_state_machine_is_told_about_a_person():

@@ -119,6 +119,10 @@ def checked_account(district: District, username: str, name: str, role: str, uni
 def check_password(password: str) -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(f"密码须为 {MIN_PASSWORD}–{MAX_PASSWORD} 个字符")
+    try:
+        password.encode()
+    except UnicodeEncodeError:  # bytes a terminal could not decode (read as lone surrogates): no one can type them
+        raise AccountError("密码含有无效字符") from None
     return password
 
 

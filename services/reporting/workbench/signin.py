@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from civicbus.district import District
 
-from .accounts import MAX_PASSWORD, MIN_PASSWORD, ROLE_NAMES, Account, AccountError, check_password
+from .accounts import MAX_PASSWORD, MIN_PASSWORD, ROLE_NAMES, USERNAME, Account, AccountError, check_password
 from .people import ActingPerson, CurrentPerson, Workbench, district, workbench
 from .sessions import COOKIE, wait_text
 
@@ -52,6 +52,9 @@ def _normal(username: str) -> str:
 async def login(body: LoginBody, request: Request) -> JSONResponse:
     store = workbench(request)
     username = _normal(body.username)
+    if not USERNAME.match(username):  # no one's: answered as a wrong password, neither stored nor counted
+        await store.accounts.verify(username, body.password)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=WRONG)
     wait = await store.throttle.wait(username)
     if wait:  # before the password is even looked at: while throttled, the right one gets in no more than a guess
         raise _too_many(wait)

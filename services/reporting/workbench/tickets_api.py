@@ -234,7 +234,7 @@ async def act(
     action: str,
     request: Request,
     person: ActingPerson,
-    body: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies a default body
+    body: Annotated[dict[str, Any], Body(default_factory=dict, description="the action's fields")],
     request_id: Annotated[str, Header(alias="X-Request-Id", max_length=100,
                                       description="the same id again (a double click) is applied once")] = "",
 ) -> JSONResponse:
