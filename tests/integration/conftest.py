@@ -112,6 +112,8 @@ async def serve(name: str, app: Any, port: int) -> RunningService:
 
 async def start_service(stack: Stack, name: str, **overrides: Any) -> RunningService:
     settings = stack.settings(name, **overrides)
+    if name == "reporting" and "public_base_url" not in overrides:  # the workbench's links point at itself
+        settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{settings.http_port}"})
     return await serve(name, build_service(name, settings), settings.http_port)
 
 

@@ -2,7 +2,7 @@
 
 Headless Chromium (Playwright driving the Debian /usr/bin/chromium, as the dashboard's test does — never a
 downloaded browser) signs in as each kind of person, each in their own browser context (their own cookie), while
-intake, triage and a reporting instance with the workbench configured run in this process on the real broker and
+intake, triage and reporting (its workbench configured) run in this process on the real broker and
 store:
 
 - 张伟, 承办人 of 劳动保障所, sees a wage-arrears complaint (欠薪) appear in 待签收 without reloading the page, signs
@@ -25,18 +25,15 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from civicbus.auth import Role, create_key
-from ops.services import build_service
 from services.reporting.workbench.accounts import AccountStore, checked_account
 
-from .conftest import RunningService, eventually, serve
+from .conftest import RunningService, eventually
 
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,16 +75,9 @@ def png(width: int = 96, height: int = 64) -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def workbench(stack, services, mongo, tmp_path_factory) -> AsyncIterator[RunningService]:
-    """A reporting instance with the workbench configured: a ``workbench`` intake key, intake's address, and its
-    own address as the public one (attachment links). It shares the consumer group with the session's reporting."""
-    key = await create_key(mongo, "工作台（浏览器测试）", Role.workbench)
-    settings = stack.settings("reporting", intake_url=services["intake"].base_url, workbench_key=key,
-                              attachments_dir=tmp_path_factory.mktemp("attachments"))
-    settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{settings.http_port}"})
-    running = await serve("reporting (workbench)", build_service("reporting", settings), settings.http_port)
-    yield running
-    await running.stop()
+def workbench(services) -> RunningService:
+    """The session's reporting, whose workbench has a ``workbench`` intake key and intake's address (conftest)."""
+    return services["reporting"]
 
 
 @pytest.fixture(scope="module")
