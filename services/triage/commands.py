@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from civicbus.district import District
@@ -34,23 +33,21 @@ from civicbus.events import (
     derived_event_id,
 )
 from civicbus.kafka import BatchOutcome, Consumed, Publisher
-from civicbus.mongo import bulk_write, find_by_ids, insert_missing
+from civicbus.mongo import find_by_ids, insert_missing
 from civicbus.refusals import RefusalCode
 from civicbus.topics import COMMAND_DECISIONS, TICKETS
 
 from .decide import TriageEngine
 from .learned import CORRECTIONS_COLLECTION, correction_of
 from .lifecycle import Applied, Refused, apply
-from .overdue import file_deadlines
 from .redispatch import rerouted, with_new_deadlines
-from .store import TICKETS_COLLECTION, StoredTicket, TicketStore
+from .store import StoredTicket, TicketStore
 
 DECISIONS_COLLECTION = "command_results"
 """Triage's decision records, by command id: what makes a command read twice apply once."""
 
 # Fields a command never sets: the events consumer owns them (grouping), they are bookkeeping, or personal data
 # that only the ticket keeps (decision records hold no caller_phone, README).
-_NOT_SET_BY_COMMANDS = {"ticket_id", "version", "event_count", "last_event_at", "repeats", "caller_phone"}
 ROLE_NAMES = {"leader": "领导", "admin": "管理员"}
 
 
@@ -102,7 +99,6 @@ class CommandHandler:
         self._store = store
         self._publisher = publisher
         self._results = db[DECISIONS_COLLECTION]
-        self._tickets = db[TICKETS_COLLECTION]
         self._corrections = db[CORRECTIONS_COLLECTION]
 
     async def __call__(self, batch: list[Consumed]) -> BatchOutcome:
@@ -188,20 +184,12 @@ class CommandHandler:
                 continue
             applied.setdefault(command.ticket_id, []).append(command_id)
             latest[command.ticket_id] = Ticket.model_validate(record["events"][-1]["ticket"])
-        operations = []
-        for ticket_id, ticket in latest.items():
-            fields = {name: value for name, value in ticket.model_dump(mode="python").items()
-                      if name not in _NOT_SET_BY_COMMANDS}
-            operations.append(UpdateOne(
-                {"_id": ticket_id},
-                {"$set": fields, "$inc": {"version": len(applied[ticket_id])},
-                 "$addToSet": {"applied_commands": {"$each": applied[ticket_id]}}},
-            ))
-        await bulk_write(self._tickets, operations)
+        await self._store.apply_commands({ticket_id: (ticket, applied[ticket_id])
+                                          for ticket_id, ticket in latest.items()})
         moved = [(ticket, writer[ticket_id]) for ticket_id, ticket in latest.items()
                  if (ticket.sign_for_due, ticket.resolve_due)
                  != (stored[ticket_id].ticket.sign_for_due, stored[ticket_id].ticket.resolve_due)]
-        await file_deadlines(self._tickets.database, moved)  # 改派, 延期, 反弹… put them in new buckets
+        await self._store.file_deadlines(moved)  # 改派, 延期, 反弹… put them in new buckets
 
     @staticmethod
     def _event(

@@ -20,7 +20,6 @@ from civicbus.metrics import TICKETS_ROUTED
 from civicbus.topics import COMMANDS, TICKETS
 
 from .decide import TriageEngine
-from .overdue import file_deadlines
 from .planner import AlarmDecider, Plan, Received, StoredTicket, Windows, groups_to_read, plan_batch
 from .response_level import ResponseLevelState
 from .store import TicketStore
@@ -79,7 +78,7 @@ class TriageHandler:
         the tickets first (found then as existing), their deadlines, the groups' pointers, the joins to stored
         tickets (found then as held). Returns the ids of the tickets made."""
         made = await self.store.insert(plan.created)
-        await file_deadlines(self.store.db, plan.deadlines)
+        await self.store.file_deadlines(plan.deadlines)
         await self.store.point(plan.pointers)
         await self.store.update_joins(plan.updated)
         return made

@@ -2,7 +2,7 @@
 replicas sweep and however often they restart. The sweep finds missed deadlines and sends a ``mark_overdue``
 command; the ticket's one writer, the command handler, applies it and publishes the event.
 
-Deadlines are filed in minute buckets (``deadline_buckets``, ``_id`` = the minute, e.g. ``202611251030``), so a
+Deadlines are filed by the ticket store (store.py) in minute buckets (``deadline_buckets``, ``_id`` = the minute, e.g. ``202611251030``), so a
 sweep reads the few buckets since the last sweep by ``_id`` instead of scanning every ticket. A missed deadline is
 claimed in ``overdue_claims`` (``_id`` = ticket, deadline and due time) before it is published: of several
 replicas only the one whose write created the claim publishes. A claim not yet marked published (a crash between
@@ -11,8 +11,7 @@ the two) is sent again by a later sweep under the same command id, which the com
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,38 +23,13 @@ from civicbus.kafka import Publisher
 from civicbus.logs import get_logger
 from civicbus.metrics import TICKETS_OVERDUE
 from civicbus.mongo import bulk_write, find_by_ids, insert_missing
-from civicbus.scheduling import OVERLAP, MinuteBuckets, run_periodically
+from civicbus.scheduling import OVERLAP, run_periodically
 from civicbus.topics import COMMANDS
 
-from .store import TicketStore
+from .store import TicketStore, deadline_buckets
 
 log = get_logger(__name__)
-BUCKETS = "deadline_buckets"
 CLAIMS = "overdue_claims"
-SWEEP_STATE = "settings"
-SWEEP_STATE_ID = "overdue_sweep"
-
-
-def deadline_buckets(db: AsyncDatabase) -> MinuteBuckets:
-    # One bucket per minute and civic.commands partition: the partition's owner files its tickets' deadlines.
-    return MinuteBuckets(db[BUCKETS], db[SWEEP_STATE], SWEEP_STATE_ID, "swept_until", writers=COMMANDS.partitions)
-
-
-async def file_deadlines(db: AsyncDatabase, tickets: Iterable[tuple[Ticket, int]]) -> None:
-    """Put each ticket's deadlines in their minute buckets (idempotent), in the buckets of the civic.commands
-    partition whose owner writes the ticket (given with each ticket)."""
-    by_writer: dict[int, list[Ticket]] = defaultdict(list)
-    for ticket, partition in tickets:
-        by_writer[partition].append(ticket)
-    buckets = deadline_buckets(db)
-    for partition, owned in by_writer.items():
-        await buckets.file(
-            ((due, f"{ticket.ticket_id}|{deadline}") for ticket in owned
-             for deadline, due in (("sign_for", ticket.sign_for_due), ("resolve", ticket.resolve_due))
-             if due is not None),
-            datetime.now(UTC),
-            writer=partition,
-        )
 
 
 class OverdueSweeper:
