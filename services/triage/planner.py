@@ -206,15 +206,10 @@ class _Planning:
         group = item.triaged.home
         stored = self.groups.get(group)
         if stored is not None and stored.is_open:
-            ticket_id = self._touch(stored, event)
-            if event.event_id == stored.ticket.source_event_id:
-                self.republish_created.add(ticket_id)  # the ticket's own first alarm, redelivered
-                self.plan.duplicates += 1
-            elif stored.holds(event.event_id) or item.offset <= stored.group_offsets.get(str(item.partition), -1):
-                self.republish_grouped.add(ticket_id)  # joined before: redelivered, or sent again by its platform
-                self.plan.duplicates += 1
-            else:
-                self._join(ticket_id, item)
+            # Joined before: redelivered, or sent again by its platform (an alarm id beyond the ones remembered is
+            # still known by its partition's offset).
+            self._join_once(stored, item, joined_before=stored.holds(event.event_id)
+                            or item.offset <= stored.group_offsets.get(str(item.partition), -1))
             return
         if group in self.made_in_group:
             self._join(self.made_in_group[group], item)
@@ -247,20 +242,25 @@ class _Planning:
         elif stored is not None and stored.ticket.created_at < event.recorded_at - self.windows.repeat:
             stored = None  # an old problem: this complaint starts a new ticket
         if stored is not None:
-            ticket_id = self._touch(stored, event)
-            if event.event_id == stored.ticket.source_event_id:
-                self.republish_created.add(ticket_id)
-                self.plan.duplicates += 1
-            elif stored.holds(event.event_id):
-                self.republish_grouped.add(ticket_id)
-                self.plan.duplicates += 1
-            else:
-                self._join(ticket_id, item)
+            self._join_once(stored, item, joined_before=stored.holds(event.event_id))
             return
         if group in self.made_in_group:
             self._join(self.made_in_group[group], item)
             return
         self._make(item, item.triaged.tickets, group)
+
+    def _join_once(self, stored: StoredTicket, item: Received, joined_before: bool) -> None:
+        """Join the event to a stored ticket of its group, unless it is the ticket's own first event or joined it
+        before (redelivered): then only announce again what was announced, in case a crash came before."""
+        ticket_id = self._touch(stored, item.event)
+        if item.event.event_id == stored.ticket.source_event_id:
+            self.republish_created.add(ticket_id)
+            self.plan.duplicates += 1
+        elif joined_before:
+            self.republish_grouped.add(ticket_id)
+            self.plan.duplicates += 1
+        else:
+            self._join(ticket_id, item)
 
     def _recurrence(self, item: Received, stored: StoredTicket) -> None:
         """The problem is back after it was resolved (反弹): link the complaint and have the ticket reopened —
