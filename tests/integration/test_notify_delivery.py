@@ -22,6 +22,7 @@ from civicbus.mongo import find_by_ids
 from civicbus.topics import TICKETS
 from ops.webhook_receiver import WebhookSink
 from services.notify.channels import channel_id
+from services.notify.channels.robots import as_markdown_text
 from services.notify.config import load_notify_config
 from services.notify.messages import MessageRenderer
 from services.notify.schedule import RateLimiter
@@ -75,19 +76,23 @@ async def test_every_channel_gets_its_exact_format_with_personal_data_masked(set
     assert "139****5678" in message.text and "330102********1234" in message.text
     assert "13912345678" not in message.text and "330102199001011234" not in message.text
 
+    # In Markdown (DingTalk, WeCom) nothing of the text is markup: the masks' asterisks are shown full-width.
+    shown = as_markdown_text(message.text)
+    assert "139＊＊＊＊5678" in shown
+
     [ding] = sink.to("/robot/ding-laobao")
     query = urllib.parse.parse_qs(ding.query)
     timestamp = query["timestamp"][0]
     expected_sign = base64.b64encode(hmac.new(b"SECtest", f"{timestamp}\nSECtest".encode(), hashlib.sha256).digest())
     assert query["access_token"] == ["tok"] and query["sign"] == [expected_sign.decode()]
     assert ding.body == {"msgtype": "actionCard", "actionCard": {
-        "title": message.title, "text": f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines()),
+        "title": message.title, "text": f"#### {message.title}\n\n" + "  \n".join(shown.splitlines()),
         "singleTitle": "签收", "singleURL": page}}
 
     [wecom] = sink.to("/robot/wecom-laobao")
     assert urllib.parse.parse_qs(wecom.query) == {"key": ["wk"]}
     assert wecom.body == {"msgtype": "markdown", "markdown": {
-        "content": f"**{message.title}**\n{message.text}\n[点击签收]({page})"}}
+        "content": f"**{message.title}**\n{shown}\n[点击签收]({page})"}}
 
     [feishu] = sink.to("/robot/feishu-laobao")
     seconds = feishu.body["timestamp"]

@@ -76,6 +76,23 @@ def test_a_feishu_card_shows_what_a_citizen_wrote_as_plain_text_not_markup():
     assert action["actions"][0]["text"]["content"] == "查看" and action["actions"][0]["url"] == PAGE
 
 
+def test_what_a_citizen_wrote_is_no_markup_in_dingtalk_or_wecom_markdown():
+    message = Message(title="【新工单】<font color=red>投诉</font>",
+                      text="内容：[点我](https://evil.example) ![图](https://evil.example/x.png) **急** `码` # 标题",
+                      url=PAGE)
+    dingtalk = DingTalkAdapter(DingTalkChannel(type="dingtalk", url="https://oapi.dingtalk.com/robot/send?access_token=x"),
+                               client=None)
+    _, body = dingtalk.request(message)
+    wecom = WeComAdapter.body(message)["markdown"]["content"]
+    for shown in (body["actionCard"]["text"], wecom):
+        assert "<font" not in shown  # the title: our own heading or bold only
+        citizen = "\n".join(line for line in shown.splitlines()[1:] if line != f"[点击查看]({PAGE})")
+        for markup in ("[", "](", "![", "**", "`", "# "):
+            assert markup not in citizen, (markup, shown)
+        assert "［点我］（https://evil.example）" in citizen
+    assert body["actionCard"]["singleURL"] == PAGE
+
+
 def test_wecom_markdown_body():
     assert WeComAdapter.body(MESSAGE) == {"msgtype": "markdown", "markdown": {
         "content": f"**【新工单】工资拖欠**\n第一行\n第二行\n[点击签收]({PAGE})"}}

@@ -62,9 +62,22 @@ WECOM_FINAL = {93000, 40008, 40058, 45002}
 Clock = Callable[[], float]
 
 
+# What DingTalk's and WeCom's Markdown read as markup (links, images, emphasis, code, HTML such as <font>,
+# headings, tables), turned into the full-width forms Chinese text uses anyway: what a citizen wrote shows as
+# written and cannot become a link or an image in a unit's chat (Feishu's card takes plain_text instead).
+MARKUP_AS_TEXT = str.maketrans({"[": "［", "]": "］", "(": "（", ")": "）", "!": "！", "*": "＊", "_": "＿",
+                                "`": "｀", "<": "＜", ">": "＞", "#": "＃", "|": "｜", "~": "～", "\\": "＼"})
+
+
+def as_markdown_text(text: str) -> str:
+    """``text`` shown as written in a Markdown message: no character of it is markup."""
+    return text.translate(MARKUP_AS_TEXT)
+
+
 def markdown_lines(message: Message) -> str:
     """Markdown with a heading and one line per line of text (two spaces end a Markdown line)."""
-    return f"#### {message.title}\n\n" + "  \n".join(message.text.splitlines())
+    return f"#### {as_markdown_text(message.title)}\n\n" + "  \n".join(
+        as_markdown_text(line) for line in message.text.splitlines())
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
@@ -128,7 +141,8 @@ class WeComAdapter:
     def body(message: Message) -> dict:
         # WeCom's markdown knows no heading levels below ####: the title in bold reads best in the chat. Its
         # markdown message has no button; a [text](url) link, which it supports, opens the workbench page.
-        text = f"**{message.title}**\n" + "\n".join(message.text.splitlines())
+        text = f"**{as_markdown_text(message.title)}**\n" + "\n".join(
+            as_markdown_text(line) for line in message.text.splitlines())
         link = f"[点击{message.button}]({message.url})"
         return {"msgtype": "markdown", "markdown": {"content": f"{text}\n{link}"}}
 
