@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -68,10 +68,11 @@ MAX_MEDIA_URL = 200  # it becomes a label, and labels are short texts
 
 
 class Open311Error(Exception):
-    def __init__(self, status: int, *descriptions: str) -> None:
+    def __init__(self, status: int, *descriptions: str, headers: dict[str, str] | None = None) -> None:
         super().__init__("; ".join(descriptions))
         self.status = status
         self.descriptions = descriptions
+        self.headers = headers or {}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -206,6 +207,7 @@ async def open311_error_handler(request: Request, error: Exception) -> Response:
     response = render_error(request.path_params.get("fmt") or request.url.path.rsplit(".", 1)[-1], error)
     if error.status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    response.headers.update(error.headers)
     return response
 
 
@@ -378,7 +380,10 @@ async def post_request(request: Request, fmt: str) -> Response:
     _check_format(fmt)
     form = await request.form()
     key = _field(form, "api_key") or request.headers.get("X-API-Key", "")
-    principal = await authenticate(request, key)
+    try:
+        principal = await authenticate(request, key)
+    except HTTPException as error:  # too many wrong keys from this address: the spec's error document, and the wait
+        raise Open311Error(error.status_code, str(error.detail), headers=error.headers) from None
     if principal is None:
         raise Open311Error(403, "api_key 缺失或无效 (api_key missing or invalid)")
     if principal.role not in OPEN311_SUBMITTERS:

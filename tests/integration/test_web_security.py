@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from xml.etree import ElementTree
+
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from ops import cli
 from civicbus.auth import KeyStore, Role, create_key, hash_key
+from ops import cli
 from ops.services import build_service
 
 from .conftest import eventually, serve, start_service
@@ -109,6 +111,13 @@ async def test_repeated_wrong_keys_are_throttled_per_address(stack, api_key):
             throttled = await client.get(url, headers={"X-API-Key": api_key})
             assert throttled.status_code == 429 and 0 < int(throttled.headers["Retry-After"]) <= 60
             assert "次数过多" in throttled.json()["detail"]
+            # Open311 clients get the spec's error document (XML, the required format), with the wait.
+            form = {"api_key": api_key, "service_code": "x", "description": "路灯不亮"}
+            open311 = await client.post(f"{intake.base_url}/open311/v2/requests.xml", data=form)
+            assert open311.status_code == 429 and 0 < int(open311.headers["Retry-After"]) <= 60
+            assert "xml" in open311.headers["content-type"]
+            error = ElementTree.fromstring(open311.content).find("error")
+            assert error.findtext("code") == "429" and "次数过多" in error.findtext("description")
     finally:
         await intake.stop()
 
