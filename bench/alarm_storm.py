@@ -15,15 +15,15 @@ import uuid
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
-from ops import devstack
 from civicbus.events import Alarm, AlarmRaised, Location
 from civicbus.kafka import create_topics, subscribe_batch
 from civicbus.service import Runtime
-from services.triage.settings import TriageSettings
 from civicbus.topics import EVENTS
+from ops import devstack
 from services.triage.decide import TriageEngine
 from services.triage.handler import TriageHandler
 from services.triage.response_level import ResponseLevelState
+from services.triage.settings import TriageSettings
 from services.triage.store import TicketStore
 
 

@@ -15,11 +15,10 @@ import orjson
 import typer
 from rich.table import Table
 
-from civicbus.terminal import console, err_console, fail
-
-from ops import devstack
 from civicbus.dlq import Letter, LetterFilter, Replayed, parse_place, read_letters, replay
 from civicbus.privacy import mask_personal_data
+from civicbus.terminal import console, err_console, fail
+from ops import devstack
 from ops.services import SERVICES
 from services.reporting.cli import reporting_app
 from services.reporting.workbench.cli import workbench_app

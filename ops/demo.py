@@ -23,14 +23,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.district import District
 from civicbus.events import STATE_NAMES, TicketState
 from civicbus.kafka import create_topics
-from civicbus.privacy import mask_personal_data
 from civicbus.mongo import create_mongo, database
+from civicbus.privacy import mask_personal_data
 from civicbus.settings import PROJECT_ROOT, ServiceSettings
+from ops import devstack
 from ops.services import SERVICES, service_entry
 from ops.webhook_receiver import WebhookSink
 from services.reporting.workbench.accounts import ROLE_NAMES, AccountStore, checked_account

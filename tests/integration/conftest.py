@@ -23,12 +23,11 @@ from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
-from ops.services import build_service
 from civicbus.settings import HttpSettings, ServiceSettings
-from ops.services import service_entry
+from ops import devstack
+from ops.services import build_service, service_entry
 from ops.webhook_receiver import WebhookSink
 
 from .replicas import free_port, poll

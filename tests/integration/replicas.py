@@ -45,10 +45,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from ops import devstack
 from civicbus.auth import Role, create_key
 from civicbus.kafka import create_topics
 from civicbus.settings import PROJECT_ROOT
+from ops import devstack
 from ops.webhook_receiver import WebhookSink
 
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaProducer
 from pymongo import MongoClient
 from typer.testing import CliRunner
 
-from ops.cli import app
 from civicbus.dlq import REPLAY_HEADER
 from civicbus.kafka import create_topics, dead_letter_for
+from ops.cli import app
 
 from .conftest import read_topic
 

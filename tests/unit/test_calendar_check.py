@@ -8,10 +8,10 @@ from datetime import date
 
 from typer.testing import CliRunner
 
-from ops.cli import app
 from civicbus.district import load_district
 from civicbus.settings import DEFAULT_CONFIG_DIR
 from civicbus.workcalendar import WorkingCalendar, calendar_notes, festivals
+from ops.cli import app
 
 DISTRICT = load_district(DEFAULT_CONFIG_DIR)
 

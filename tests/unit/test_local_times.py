@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
-from ops.demo import _tickets_table, _timeline_table
 from civicbus.district import load_district
 from civicbus.events import EventKind, Ticket
 from civicbus.settings import DEFAULT_CONFIG_DIR
+from ops.demo import _tickets_table, _timeline_table
 from services.notify.messages import MessageRenderer
 from tests.factories import make_ticket
 
