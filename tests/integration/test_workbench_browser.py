@@ -398,6 +398,16 @@ async def test_accounts_keys_and_passwords_in_the_browser(workbench, people, bro
     await expect(row).to_contain_text("陈静")
     await expect(row).to_contain_text("西溪村")
 
+    # A leader's account: the leader chosen from the district's leaders, not typed.
+    await form.locator("input[name=username]").fill("chenlixin")
+    await form.locator("input[name=name]").fill("陈立新")
+    await form.locator("select[name=role]").select_option("leader")
+    await expect(form.locator("select[name=leader] option[value=chenlixin]")).to_have_count(1)
+    await form.locator("select[name=leader]").select_option("chenlixin")
+    await form.locator("input[name=password]").fill("chenlixin-first-2026")
+    await form.locator("button[type=submit]").click()
+    await expect(table.locator('tr[data-account="chenlixin"]')).to_contain_text("党工委副书记")
+
     # Her password reset, then her account disabled: she cannot sign in, and is told why.
     await row.locator('button[data-do="reset"]').click()
     await page.locator("#reset-form input[name=password]").fill("chenjing-reset-2026")

@@ -924,6 +924,12 @@ function openAccounts() {
         "option", {value: unit.id}, `${unit.name}${UNIT_KINDS[unit.kind] ? `（${UNIT_KINDS[unit.kind]}）` : ""}`)));
     }
   });
+  api("/leaders").then(({body}) => {
+    const select = $("#account-leader");
+    if (select.options.length > 1) return;
+    select.append(...listOf(body, "items", "leaders").map((leader) => element(
+      "option", {value: leader.id}, `${leader.name}（${leader.title}）`)));
+  }).catch(() => {});  // the form says 请选择领导 and the server names a missing leader
   loadAccounts();
   loadKeys();
 }
@@ -935,7 +941,7 @@ async function loadAccounts() {
                                                           className: account.disabled ? "disabled" : ""},
       element("td", {}, account.username), element("td", {}, account.name),
       element("td", {}, account.role_name || (ACCOUNT_ROLES.find(([code]) => code === account.role) || [, account.role])[1]),
-      element("td", {}, account.unit_name || unitName(account.unit) || account.leader || "—"),
+      element("td", {}, account.unit_name || unitName(account.unit) || account.leader_name || account.leader || "—"),
       element("td", {}, account.disabled ? "已停用" : "正常"),
       element("td", {className: "row-actions"},
         element("button", {type: "button", dataset: {do: account.disabled ? "enable" : "disable"},

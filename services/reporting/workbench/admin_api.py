@@ -42,8 +42,19 @@ class NewKey(BaseModel):
 @router.get("/accounts", summary="Every account (账号列表)")
 async def accounts(request: Request, _: ReadingAdmin) -> list[dict[str, Any]]:
     where = district(request)
-    return [{**account.as_json(), "unit_name": where.units[account.unit].name if account.unit in where.units else ""}
+    def leader_of(account: Any) -> str:
+        leader = where.leaders.get(account.leader)
+        return f"{leader.name}（{leader.title}）" if leader else ""
+
+    return [{**account.as_json(), "unit_name": where.units[account.unit].name if account.unit in where.units else "",
+             "leader_name": leader_of(account)}
             for account in await workbench(request).accounts.all()]
+
+
+@router.get("/leaders", summary="The district's leaders (领导), for a leader's account")
+async def leaders(request: Request, _: ReadingAdmin) -> list[dict[str, str]]:
+    return [{"id": leader.id, "name": leader.name, "title": leader.title, "role": str(leader.role)}
+            for leader in district(request).leaders.values()]
 
 
 @router.post("/accounts", status_code=201, summary="Create an account (新建账号)")
