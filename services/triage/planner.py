@@ -297,6 +297,7 @@ class _Planning:
     def _make(self, item: Received, tickets: list[Ticket], group: str | None, first_offset: bool = False) -> None:
         """The event's tickets (routes with ``continue`` make several); the first gathers its group's next events.
         ``first_offset``: the first remembers the event's offset (an alarm storm's)."""
+        pointed: set[str] = set()  # the groups this event's first ticket points at: the next events join it
         for index, ticket in enumerate(tickets):
             self.correlation[ticket.ticket_id] = item.event.correlation_id
             taken = self.existing.get(ticket.ticket_id)
@@ -310,8 +311,9 @@ class _Planning:
             self.new.append(ticket.ticket_id)
             self.made.append(ticket)
             self.plan.deadlines.append((ticket, item.partition))
-            for ticket_group in groups_of(ticket):
+            for ticket_group in set(groups_of(ticket)) - pointed:
                 self.plan.pointers[ticket_group] = Pointer(ticket.ticket_id, ticket.created_at)
+                pointed.add(ticket_group)
             if index == 0 and group:
                 self.made_in_group[group] = ticket.ticket_id
 

@@ -177,6 +177,22 @@ def test_repeat_complaints_are_linked_to_the_open_ticket_of_their_group():
     assert result.events[0].note == "合并 1 条重复事件，累计 3 条"
 
 
+def test_an_event_that_makes_two_tickets_gathers_its_repeats_on_the_first_in_this_batch_and_the_next():
+    incoming = make_complaint(at=AT, external_id="A")
+    first = make_ticket_from(incoming, repeat_key=PLACE, lead_unit="xixi")
+    second = make_ticket_from(incoming, repeat_key=PLACE, lead_unit="shengtai", ticket_id=first.ticket_id + "-2")
+    memory = Memory()
+    result = plan(memory, received([make_triaged(incoming, tickets=[first, second]), complaint(1, "B")]))
+    assert [stored.ticket.ticket_id for stored in result.created] == [first.ticket_id, second.ticket_id]
+    assert {group: pointer.ticket_id for group, pointer in result.pointers.items()} == {
+        group: first.ticket_id for group in groups_of(first)}
+    assert [repeat.external_id for repeat in result.created[0].ticket.repeats] == ["B"]
+    memory.write(result)
+    later = plan(memory, received([complaint(2, "C")], first_offset=2))
+    (linked,) = later.updated
+    assert linked.ticket.ticket_id == first.ticket_id, "the next batch's repeat joins the same ticket"
+
+
 def test_a_complaint_after_the_repeat_window_starts_a_new_ticket_and_takes_its_group():
     memory = Memory()
     memory.write(plan(memory, received([complaint(0, "A")])))
