@@ -65,7 +65,7 @@ def parse(item: Any) -> Submission:
 
 class Admission:
     def __init__(self, mappings: dict[str, Mapping]) -> None:
-        self.mappings = mappings
+        self.mappings = mappings  # swapped whole when the configuration is reloaded (services/intake/app.py)
 
     def event(self, submission: Submission, sender: str, idempotency_key: str = "") -> Event:
         """The event of a valid submission from ``sender`` (an API key's name, or the source of a Kafka record).
@@ -79,9 +79,10 @@ class Admission:
         return self._build(submission, sender, derived_event_id("intake", sender, key) if key else None)
 
     def work_order(self, submission: WorkOrderSubmission) -> ComplaintSubmission:
-        mapping = self.mappings.get(submission.platform)
+        mappings = self.mappings  # read once: a reload may swap them meanwhile
+        mapping = mappings.get(submission.platform)
         if mapping is None:
-            known = ", ".join(sorted(self.mappings)) or "none"
+            known = ", ".join(sorted(mappings)) or "none"
             raise Inadmissible([f"platform: 未配置的上游平台 {submission.platform!r} (no mapping; configured: {known})"])
         envelope = submission.model_dump(include={"source", "occurred_at", "correlation_id"}, exclude_defaults=True)
         try:

@@ -12,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from civicbus.district import District
+from civicbus.logs import get_logger
 from civicbus.privacy import mask_personal_data
-from civicbus.service import Runtime, service_app
+from civicbus.service import Runtime, service_app, watch_district
 from .settings import IntakeSettings
 
 from .admission import Admission
@@ -27,6 +29,8 @@ from .open311_catalog import load_catalog
 from .open311_requests import RequestStore, subscribe_ticket_status
 from .upstream import load_mappings
 
+log = get_logger(__name__)
+
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
@@ -34,19 +38,33 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     admission = Admission(load_mappings(settings.config_dir, runtime.district))
     subscribe_intake_topic(runtime, admission)
     answers = subscribe_command_answers(runtime)
-    catalog = load_catalog(settings.config_dir, runtime.district)  # None: the configuration offers no Open311
     requests = RequestStore(runtime)
-    if catalog:
-        subscribe_ticket_status(runtime, requests)
+    # Followed even while the configuration offers no Open311: a reload may turn it on (or off and on again), and
+    # the requests posted meanwhile must follow their tickets.
+    subscribe_ticket_status(runtime, requests)
     app = service_app(
         runtime,
         title="civicbus intake",
         description="Accepts complaints, alarms and inspection findings (事件受理), published with acks=all.",
-        routers=[router, commands_router, *([open311_router] if catalog else [])],
+        routers=[router, commands_router, open311_router],
     )
     app.state.command_answers = answers
-    app.state.open311 = catalog
+    app.state.open311 = load_catalog(settings.config_dir, runtime.district)  # None: Open311 is off (404)
     app.state.open311_requests = requests
+
+    def use_new_configuration(district: District) -> None:
+        # Both files are loaded before either is used: one that does not validate raises here, and the watch keeps
+        # the pair in force and logs why. Each is then swapped in with one assignment, so a request sees the old
+        # catalogue or the new one, the old mappings or the new ones, never a mix.
+        mappings = load_mappings(district.folder, district)
+        catalog = load_catalog(district.folder, district)
+        if (catalog is None) != (app.state.open311 is None):
+            log.info("Open311 已开通 (Open311 turned on)" if catalog else "Open311 已关闭 (Open311 turned off)")
+        admission.mappings = mappings
+        app.state.open311 = catalog
+
+    runtime.on_district_change.append(use_new_configuration)
+    runtime.background.append(watch_district)
     app.add_exception_handler(Open311Error, open311_error_handler)
     app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.state.admission = admission

@@ -1,5 +1,8 @@
 """Open311 GeoReport v2 (``/open311/v2``), faithful to the spec so existing Open311 clients work unmodified.
 
+Served while the configuration has an ``open311.yaml`` (the catalogue, ``open311_catalog.py``): without one every
+resource answers 404, and a reload that adds or removes the file turns Open311 on or off without a restart.
+
 Every resource ends in ``.json`` or ``.xml``: discovery, services (with group and keywords), a service's definition
 (attributes with datatypes and value lists), POST requests (form-encoded, ``api_key``, ``lat``/``long`` in WGS84 or
 ``address_string``/``address_id``, ``attribute[CODE]``), GET requests (filters ``service_request_id``,
@@ -21,13 +24,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -46,7 +49,6 @@ from .open311_catalog import AttributeSpec, Catalog, Service
 from .open311_requests import RequestStore
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
@@ -141,7 +143,17 @@ def render_error(fmt: str, error: Open311Error) -> Response:
 
 
 def _catalog(request: Request) -> Catalog:
-    return request.app.state.open311
+    """The catalogue in force, read once per request (FastAPI caches a dependency per request): a reload swaps it
+    whole, and a request sees the old one or the new one, never both. While the configuration has no
+    ``open311.yaml``, Open311 is off and every resource answers 404."""
+    catalog = request.app.state.open311
+    if catalog is None:
+        raise Open311Error(404, "本街道未开通 Open311 (Open311 is not offered here)")
+    return catalog
+
+
+InForce = Annotated[Catalog, Depends(_catalog)]
+router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"], dependencies=[Depends(_catalog)])
 
 
 def _zone(request: Request) -> ZoneInfo:
@@ -153,14 +165,14 @@ def _check_format(fmt: str) -> None:
         raise Open311Error(404, f"不支持的格式 {fmt!r}：请用 .xml 或 .json (format not supported)")
 
 
-def _check_jurisdiction(request: Request, supplied: str | None) -> None:
-    expected = _catalog(request).settings.jurisdiction_id
+def _check_jurisdiction(catalog: Catalog, supplied: str | None) -> None:
+    expected = catalog.settings.jurisdiction_id
     if supplied and supplied != expected:
         raise Open311Error(404, f"jurisdiction_id {supplied!r} 不存在 (jurisdiction not found; this is {expected})")
 
 
-def _service(request: Request, code: str) -> Service:
-    service = _catalog(request).services.get(code)
+def _service(catalog: Catalog, code: str) -> Service:
+    service = catalog.services.get(code)
     if service is None:
         raise Open311Error(404, f"service_code {code!r} 不存在 (service not found)")
     return service
@@ -215,9 +227,9 @@ async def open311_error_handler(request: Request, error: Exception) -> Response:
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery (服务发现)")
-async def discovery(request: Request, fmt: str) -> Response:
+async def discovery(request: Request, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
-    settings = _catalog(request).settings
+    settings = catalog.settings
     document = {
         "changeset": settings.changeset,
         "contact": settings.contact,
@@ -234,25 +246,25 @@ async def discovery(request: Request, fmt: str) -> Response:
 
 
 @router.get("/services.{fmt}", summary="Service list (服务目录): the categories citizens may report")
-async def services(request: Request, fmt: str) -> Response:
+async def services(request: Request, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
-    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
-    listing = [service.listing() for service in _catalog(request).services.values()]
+    _check_jurisdiction(catalog, request.query_params.get("jurisdiction_id"))
+    listing = [service.listing() for service in catalog.services.values()]
     return render(fmt, "services", "service", listing, _zone(request))
 
 
 @router.get("/services/{code}.{fmt}", summary="Service definition (服务定义): the attributes a service asks")
-async def service_definition(request: Request, code: str, fmt: str) -> Response:
+async def service_definition(request: Request, code: str, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
-    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
-    return render(fmt, "service_definition", None, _service(request, code).definition(), _zone(request))
+    _check_jurisdiction(catalog, request.query_params.get("jurisdiction_id"))
+    return render(fmt, "service_definition", None, _service(catalog, code).definition(), _zone(request))
 
 
-async def _one_request(request: Request, fmt: str, request_id: str, named: str) -> dict[str, Any]:
+async def _one_request(request: Request, catalog: Catalog, fmt: str, request_id: str, named: str) -> dict[str, Any]:
     """The request a path names — by its id, or by its token, which is the same id — after the checks every read
     makes; 404 saying which ``named`` parameter named nothing."""
     _check_format(fmt)
-    _check_jurisdiction(request, request.query_params.get("jurisdiction_id"))
+    _check_jurisdiction(catalog, request.query_params.get("jurisdiction_id"))
     documents = await _store(request).by_ids([request_id])
     if not documents:
         raise Open311Error(404, f"{named} {request_id!r} 不存在 ({named} not found)")
@@ -260,24 +272,24 @@ async def _one_request(request: Request, fmt: str, request_id: str, named: str) 
 
 
 @router.get("/requests/{request_id}.{fmt}", summary="One service request (诉求详情)")
-async def get_request(request: Request, request_id: str, fmt: str) -> Response:
-    document = await _one_request(request, fmt, request_id, "service_request_id")
+async def get_request(request: Request, request_id: str, fmt: str, catalog: InForce) -> Response:
+    document = await _one_request(request, catalog, fmt, request_id, "service_request_id")
     return render(fmt, "service_requests", "request", [_request_view(document)], _zone(request))
 
 
 @router.get("/tokens/{token}.{fmt}", summary="The request id of a token (回执查询)")
-async def get_token(request: Request, token: str, fmt: str) -> Response:
-    document = await _one_request(request, fmt, token, "token")
+async def get_token(request: Request, token: str, fmt: str, catalog: InForce) -> Response:
+    document = await _one_request(request, catalog, fmt, token, "token")
     return render(fmt, "service_requests", "request", [{"service_request_id": document["_id"], "token": token}],
                   _zone(request))
 
 
 @router.get("/servicerequestupdates.{fmt}",
             summary="Updates of service requests (FixMyStreet's servicerequestupdates extension, 办理进展)")
-async def service_request_updates(request: Request, fmt: str) -> Response:
+async def service_request_updates(request: Request, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
     params = request.query_params
-    _check_jurisdiction(request, params.get("jurisdiction_id"))
+    _check_jurisdiction(catalog, params.get("jurisdiction_id"))
     end = _parse_datetime("end_date", params["end_date"]) if params.get("end_date") else utcnow()
     start = _parse_datetime("start_date", params["start_date"]) if params.get("start_date") else end - DEFAULT_WINDOW
     updates = [
@@ -294,10 +306,10 @@ def _store(request: Request) -> RequestStore:
 
 
 @router.get("/requests.{fmt}", summary="Service requests (诉求列表) with their status, filtered and paged")
-async def get_requests(request: Request, fmt: str) -> Response:
+async def get_requests(request: Request, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
     params = request.query_params
-    _check_jurisdiction(request, params.get("jurisdiction_id"))
+    _check_jurisdiction(catalog, params.get("jurisdiction_id"))
     store = _store(request)
     ids = _listed(params.get("service_request_id"))
     if ids:  # the spec: with ids, every other filter is ignored
@@ -376,7 +388,7 @@ def _location(form: FormData) -> Location | None:
 
 
 @router.post("/requests.{fmt}", summary="Post a service request (提交诉求), form-encoded with api_key")
-async def post_request(request: Request, fmt: str) -> Response:
+async def post_request(request: Request, fmt: str, catalog: InForce) -> Response:
     _check_format(fmt)
     form = await request.form()
     key = _field(form, "api_key") or request.headers.get("X-API-Key", "")
@@ -389,11 +401,11 @@ async def post_request(request: Request, fmt: str) -> Response:
     if principal.role not in OPEN311_SUBMITTERS:
         raise Open311Error(403, "无权提交诉求：需要 system、admin 或 open311 角色的密钥 "
                                 "(this api_key may not post requests)")
-    _check_jurisdiction(request, _field(form, "jurisdiction_id"))
+    _check_jurisdiction(catalog, _field(form, "jurisdiction_id"))
     code = _field(form, "service_code")
     if not code:
         raise Open311Error(400, "缺少 service_code (service_code not provided)")
-    service = _catalog(request).services.get(code)
+    service = catalog.services.get(code)
     if service is None:
         raise Open311Error(400, f"service_code {code!r} 不存在 (service_code not found)")
     location = _location(form)

@@ -1,5 +1,6 @@
 """The Open311 catalogue (服务目录): ``<config>/open311.yaml`` and the category tree made into GeoReport v2 services
-and service definitions, validated at start-up like the rest of the configuration."""
+and service definitions, validated at start-up like the rest of the configuration and loaded again when the
+configuration folder changes (services/intake/app.py)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@ mapping file per platform, so a second platform's format is a configuration file
 
 ``<config>/upstream/<platform>.yaml`` (versioned) says where each complaint field is found in the platform's JSON
 (a JMESPath expression), which value maps translate channel and category codes, which date formats the platform
-writes, and which fields are required. Files are validated at start-up; an error names the file, the entry and
-the problem. Fields a mapping does not name — an ID number (身份证号) the platform happens to send, say — are
+writes, and which fields are required. Files are validated at start-up and loaded again when the configuration
+folder changes (a file that no longer validates leaves the mappings in force); an error names the file, the entry
+and the problem. Fields a mapping does not name — an ID number (身份证号) the platform happens to send, say — are
 dropped here and never published.
 """
 

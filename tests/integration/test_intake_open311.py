@@ -3,6 +3,7 @@ request posted form-encoded becomes a routed ticket, and GET requests follows th
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import datetime, timedelta
 from xml.etree import ElementTree
@@ -11,8 +12,9 @@ import httpx
 import pytest
 
 from civicbus.auth import Role, create_key
+from civicbus.settings import DEFAULT_CONFIG_DIR
 
-from .conftest import eventually
+from .conftest import eventually, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +84,42 @@ async def test_discovery_services_and_definitions_follow_the_spec(http, services
         assert error.findtext("code") == "404" and "service" in error.findtext("description")
         wrong_place = await anonymous.get(f"{base}/services.json", params={"jurisdiction_id": "elsewhere.gov"})
         assert wrong_place.status_code == 404 and wrong_place.json()[0]["code"] == 404
+
+
+async def test_a_service_added_to_the_catalogue_is_offered_without_restarting_intake(stack, tmp_path):
+    folder = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG_DIR, folder, ignore=shutil.ignore_patterns("training"))
+    intake = await start_service(stack, "intake", config_dir=folder)
+    base = f"{intake.base_url}/open311/v2"
+    catalogue = folder / "open311.yaml"
+
+    async def offered() -> set[str]:
+        async with httpx.AsyncClient() as anonymous:
+            response = await anonymous.get(f"{base}/services.json")
+        return {service["service_code"] for service in response.json()} if response.status_code == 200 else set()
+
+    try:
+        assert "police.dispute" not in await offered()
+        catalogue.write_text(catalogue.read_text(encoding="utf-8").replace("hidden: [petition, police]",
+                                                                           "hidden: [petition]"), encoding="utf-8")
+
+        async def police_offered() -> bool:
+            return "police.dispute" in await offered()
+
+        await eventually(police_offered, timeout=20, what="police.dispute offered after the reload")
+        async with httpx.AsyncClient() as anonymous:
+            definition = await anonymous.get(f"{base}/services/police.dispute.json")
+        assert definition.status_code == 200 and definition.json()["service_code"] == "police.dispute"
+
+        catalogue.unlink()  # Open311 off: every resource is the spec's 404
+        async with httpx.AsyncClient() as anonymous:
+            async def off() -> bool:
+                return (await anonymous.get(f"{base}/services.xml")).status_code == 404
+
+            await eventually(off, timeout=20, what="Open311 turned off")
+            assert "未开通 Open311" in _xml(await anonymous.get(f"{base}/discovery.xml")).findtext("error/description")
+    finally:
+        await intake.stop()
 
 
 async def test_a_posted_request_is_routed_and_followed_to_closed(http, services, mongo, keys):

@@ -1,5 +1,5 @@
-"""The configuration watch: what counts as a change of the district's folder, and notify following it as triage and
-reporting do (a changed file applies without a restart, a broken one leaves the configuration in force)."""
+"""The configuration watch: what counts as a change of the district's folder, and notify and intake following it as
+triage and reporting do (a changed file applies without a restart, a broken one leaves the configuration in force)."""
 
 import asyncio
 import os
@@ -70,7 +70,7 @@ def _routed(lead: str = "laobao") -> TicketEvent:
                        correlation_id=ticket.source_event_id)
 
 
-async def _until(check, seconds: float = 5.0) -> None:
+async def _until(check, seconds: float = 20.0) -> None:  # generous: a busy 2-core CI machine; passing is quick
     for _ in range(int(seconds / 0.02)):
         if check():
             return
@@ -104,8 +104,10 @@ async def test_notify_picks_up_changed_recipients_channels_and_quiet_hours_and_k
                 unit for unit in data["units"] if unit["id"] == "laobao").update(
                     channels=[{"type": "email", "to": ["laobao@shifan.example.gov.cn"]}]))
             await _until(lambda: any(entry["log_level"] == "error" for entry in logs))
-        [error] = [entry for entry in logs if entry["log_level"] == "error"]
-        assert "继续使用原配置" in error["event"] and "smtp" in error["error"]
+        # The watch may also have seen the first of the two edits alone (every stamp it sees is loaded).
+        errors = [entry for entry in logs if entry["log_level"] == "error"]
+        assert all("继续使用原配置" in error["event"] for error in errors)
+        assert any("smtp" in error["error"] for error in errors)
         assert in_force.current is in_force_before, "the configuration in force stays"
         assert [delivery.channel.url for delivery in handler.deliveries(_routed("laobao"))] == [robot]
     finally:
@@ -156,3 +158,98 @@ def test_notify_registers_its_configuration_with_the_watch(tmp_path):
     for listener in runtime.on_district_change:
         listener(load_district(folder))
     assert in_force.current.notify.file.reminders.at_fractions == [0.5, 0.9]
+
+
+# Intake follows the watch too: its Open311 catalogue and its upstream platforms' mappings (services/intake/app.py).
+
+
+def _intake(folder: Path):
+    from services.intake.app import create_app
+    from services.intake.settings import IntakeSettings
+
+    app = create_app(IntakeSettings(config_dir=folder))
+    assert watch_district in app.state.runtime.background
+    return app
+
+
+def _intake_client(app):
+    import httpx
+
+    # In process, without the lifespan: no broker or store is needed to list the Open311 services.
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
+
+
+def _channel_of_work_order(app, channel_code: str) -> str:
+    from civicbus.events import WorkOrderSubmission
+
+    order = {"gdbh": "GD20261125001", "sqnr": "小区门口路灯不亮", "lyqd": channel_code}
+    return app.state.admission.work_order(WorkOrderSubmission(platform="hotline12345", order=order)).channel
+
+
+async def test_intake_picks_up_a_changed_mapping_and_catalogue_and_keeps_both_when_a_file_breaks(tmp_path):
+    folder = tmp_path / "district"
+    shutil.copytree(SAMPLE, folder)
+    app = _intake(folder)
+    mapping, catalogue = folder / "upstream" / "hotline12345.yaml", folder / "open311.yaml"
+    assert _channel_of_work_order(app, "06") == "06", "an unmapped channel is kept as the platform wrote it"
+    watch = asyncio.create_task(watch_district(app.state.runtime, interval=0.02))
+    await asyncio.sleep(0.05)  # the watch has taken the files' stamp
+    try:
+        _edit_yaml(mapping, lambda data: data["value_maps"]["channel"]["values"].update({"06": "12345小程序"}))
+        _edit_yaml(catalogue, lambda data: data.update(hidden=["petition"]))  # police's services offered too
+        await _until(lambda: "police.dispute" in app.state.open311.services
+                     and _channel_of_work_order(app, "06") == "12345小程序")
+        async with _intake_client(app) as client:
+            listed = (await client.get("/open311/v2/services.json")).json()
+        assert "police.dispute" in {service["service_code"] for service in listed}
+
+        mappings_before, catalogue_before = app.state.admission.mappings, app.state.open311
+        with capture_logs() as logs:
+            # A value map's key YAML reads as a number: the mapping no longer validates.
+            mapping.write_text(mapping.read_text(encoding="utf-8").replace("'06': 12345小程序", "6: 12345小程序"),
+                               encoding="utf-8")
+            await _until(lambda: any(entry["log_level"] == "error" for entry in logs))
+            # The catalogue broken, then the mapping mended: the pair is loaded together, and neither is swapped.
+            catalogue.write_text(catalogue.read_text(encoding="utf-8").replace("- petition", "- nowhere"),
+                                 encoding="utf-8")
+            mapping.write_text(mapping.read_text(encoding="utf-8").replace("6: 12345小程序", "'06': 小程序"),
+                               encoding="utf-8")
+            await _until(lambda: any("open311.yaml" in entry.get("error", "") for entry in logs))
+        errors = [entry for entry in logs if entry["log_level"] == "error"]
+        assert all("继续使用原配置" in entry["event"] for entry in errors)
+        assert "hotline12345.yaml" in errors[0]["error"] and "quoted" in errors[0]["error"]
+        assert "'nowhere' is not a category" in errors[-1]["error"]
+        assert app.state.admission.mappings is mappings_before and app.state.open311 is catalogue_before
+        assert _channel_of_work_order(app, "06") == "12345小程序"
+    finally:
+        watch.cancel()
+
+
+async def test_intake_turns_open311_off_when_its_file_is_removed_and_on_when_it_returns(tmp_path):
+    folder = tmp_path / "district"
+    shutil.copytree(SAMPLE, folder)
+    app = _intake(folder)
+    catalogue = folder / "open311.yaml"
+    kept = catalogue.read_text(encoding="utf-8")
+    watch = asyncio.create_task(watch_district(app.state.runtime, interval=0.02))
+    await asyncio.sleep(0.05)
+    try:
+        async with _intake_client(app) as client:
+            assert (await client.get("/open311/v2/services.json")).status_code == 200
+            with capture_logs() as logs:
+                catalogue.unlink()
+                await _until(lambda: app.state.open311 is None)
+            assert [entry["event"] for entry in logs if "Open311" in entry["event"]] == [
+                "Open311 已关闭 (Open311 turned off)"]
+            for path in ("services.json", "discovery.xml", "requests.json", "no/such/thing.json"):
+                off = await client.get(f"/open311/v2/{path}")
+                assert off.status_code == 404, path
+            assert off.json() == [{"code": 404, "description": "本街道未开通 Open311 (Open311 is not offered here)"}]
+
+            catalogue.write_text(kept, encoding="utf-8")
+            await _until(lambda: app.state.open311 is not None)
+            listed = await client.get("/open311/v2/services.json")
+            assert listed.status_code == 200 and "labor.wage_arrears" in {
+                service["service_code"] for service in listed.json()}
+    finally:
+        watch.cancel()
