@@ -8,28 +8,42 @@ key is the workbench's (工作台): it acts on tickets for the person signed in 
 A service remembers each key's answer for :data:`CACHE_SECONDS`, so a key revoked with ``civicbus keys revoke``
 keeps working for up to 30 s on each running service. The memory is bounded (:data:`CACHE_ENTRIES`, least
 recently used out first): a flood of made-up keys cannot grow it. A client address that fails
-:data:`FAILURES_ALLOWED` times within :data:`FAILURE_WINDOW_S` is answered 429 with Retry-After until the window
-has passed (behind a proxy that address is the proxy's: the proxy should limit too).
+:data:`FAILURES_ALLOWED` times within :data:`FAILURE_WINDOW_S` is answered 429 with Retry-After until the oldest of
+those failures leaves the window (behind a proxy that address is the proxy's: the proxy should limit too).
+
+The count holds across every replica of every service that takes keys (:class:`KeyThrottle`): each wrong key is a
+document inserted into :data:`KEY_FAILURES_COLLECTION` by the instance that saw it — insert-only, as FerretDB v1 has
+no atomic increment and two writers of one counter lose each other's updates (decisions 4, 12). Each instance reads
+the window's failures in one query every couple of seconds (``key_throttle_refresh_s``) and deletes older ones, so a
+request never waits for the store to be judged; its own failures count at once, also while the store is away.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import re
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from heapq import nlargest
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
+from civicbus.logs import get_logger
+
+log = get_logger(__name__)
 API_KEYS_COLLECTION = "api_keys"
+KEY_FAILURES_COLLECTION = "key_failures"
 KEY_PREFIX = "cbk_"
 CACHE_SECONDS = 30.0
 CACHE_ENTRIES = 4096
@@ -116,26 +130,98 @@ class KeyStore:
         return principal
 
 
-class KeyThrottle:
-    """Failed key attempts per client address, over a fixed window; bounded like the key cache."""
+def retry_after_s(failures: Iterable[float], now: float, allowed: int = FAILURES_ALLOWED,
+                  window_s: float = FAILURE_WINDOW_S) -> int:
+    """Seconds until an address whose keys failed at these moments (Unix time) may try again; 0 if it may now.
+    With ``allowed`` of them within the window it waits until the ``allowed``-th most recent leaves the window —
+    the oldest, when there are just ``allowed`` (replicas answering at once may have let a few more through)."""
+    recent = sorted(moment for moment in failures if now - moment < window_s)
+    if len(recent) < allowed:
+        return 0
+    return max(1, math.ceil(recent[-allowed] + window_s - now))
 
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S) -> None:
+
+Failures = dict[str, float]
+"""One address's failed key attempts: failure id (the document's ``_id``) → moment (Unix time)."""
+
+
+class KeyThrottle:
+    """Failed key attempts per client address, counted across every instance that shares the store.
+
+    What a request is judged on is in memory: this instance's own failures (counted at once) merged by id with
+    everyone's as the last :meth:`refresh` read them — so a failure is never counted twice, a single instance
+    blocks on the attempt after the ``allowed``-th without waiting for a refresh, and failures spread over replicas
+    block the address on all of them within one refresh interval. Both maps are bounded to ``addresses`` addresses
+    (a flood from many addresses cannot grow them) and keep only the moments within the window."""
+
+    def __init__(self, db: AsyncDatabase, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S,
+                 addresses: int = THROTTLED_ADDRESSES) -> None:
+        self._failures = db[KEY_FAILURES_COLLECTION]
         self._allowed = allowed
         self._window_s = window_s
-        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()  # address: window start, failures
+        self._addresses = addresses
+        self._own: OrderedDict[str, Failures] = OrderedDict()  # least recently failed first
+        self._everyone: dict[str, Failures] = {}  # as of the last refresh, this instance's included
+        self._store_away = False  # logged once when the store stops answering, once when it answers again
 
     def retry_after(self, address: str) -> int:
         """Seconds until this address may try again; 0 if it may now."""
-        start, failures = self._failures.get(address, (0.0, 0))
-        left = start + self._window_s - time.monotonic()
-        return max(1, round(left)) if failures >= self._allowed and left > 0 else 0
+        failures = {**self._everyone.get(address, {}), **self._own.get(address, {})}
+        return retry_after_s(failures.values(), time.time(), self._allowed, self._window_s) if failures else 0
 
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        start, failures = self._failures.pop(address, (now, 0))
-        self._failures[address] = (start, failures + 1) if now - start < self._window_s else (now, 1)
-        while len(self._failures) > THROTTLED_ADDRESSES:
-            self._failures.popitem(last=False)
+    async def failed(self, address: str) -> None:
+        """Count a wrong key here at once and store it for the other instances (a store that does not take it is
+        logged: the failure still counts here)."""
+        now = time.time()
+        failure_id = secrets.token_hex(12)
+        own = {known: moment for known, moment in self._own.pop(address, {}).items() if now - moment < self._window_s}
+        own[failure_id] = now
+        self._own[address] = own
+        while len(self._own) > self._addresses:
+            self._own.popitem(last=False)
+        try:
+            await self._failures.insert_one({"_id": failure_id, "address": address,
+                                             "at": datetime.fromtimestamp(now, UTC)})
+        except PyMongoError as error:
+            log.warning("密钥验证失败未能记录，仅本实例计数 (failed key attempt not stored; counted by this instance "
+                        "only)", error=str(error))
+
+    async def refresh(self) -> None:
+        """Read every instance's failures within the window (one query) and delete the older ones."""
+        now = time.time()
+        since = datetime.fromtimestamp(now - self._window_s, UTC)
+        everyone: defaultdict[str, Failures] = defaultdict(dict)
+        async for failure in self._failures.find({"at": {"$gt": since}}, projection={"address": 1, "at": 1}):
+            everyone[failure["address"]][failure["_id"]] = failure["at"].timestamp()
+        await self._failures.delete_many({"at": {"$lte": since}})  # no instance counts them any more
+        # The most failing addresses first, and per address the most recent failures: the ones a wait depends on.
+        most = nlargest(self._addresses, everyone.items(), key=lambda item: len(item[1]))
+        self._everyone = {address: dict(nlargest(self._allowed, failures.items(), key=lambda item: item[1]))
+                          for address, failures in most}
+        for address in list(self._own):
+            recent = {known: moment for known, moment in self._own[address].items() if now - moment < self._window_s}
+            if recent:
+                self._own[address] = recent
+            else:
+                del self._own[address]
+
+    async def watch(self, interval_s: float) -> None:
+        """Refresh every ``interval_s`` while the service runs. A store that does not answer is logged and tried
+        again; meanwhile each instance goes on counting what it sees itself."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as error:  # never let the watcher die: the throttle would quietly become per instance
+                if not self._store_away:
+                    log.warning("密钥失败次数暂无法从数据库读取，各实例仅按本实例计数 (failed key attempts not readable "
+                                "from the store; each instance counts only its own)", error=f"{type(error).__name__}: "
+                                f"{error}")
+                self._store_away = True
+            else:
+                if self._store_away:
+                    log.info("密钥失败次数恢复跨实例计数 (failed key attempts counted across instances again)")
+                self._store_away = False
+            await asyncio.sleep(interval_s)
 
 
 def _address(request: Request) -> str:
@@ -158,7 +244,7 @@ async def authenticate(request: Request, key: str) -> Principal | None:
         return None
     principal = await request.app.state.key_store.find(key)
     if principal is None:
-        throttle.failed(address)
+        await throttle.failed(address)
     return principal
 
 

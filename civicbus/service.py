@@ -195,6 +195,7 @@ def service_app(
 ) -> FastAPI:
     settings = runtime.settings
     service = settings.service_name
+    key_throttle = KeyThrottle(runtime.db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,6 +207,7 @@ def service_app(
         await runtime.broker.start()
         tasks = [asyncio.create_task(task(runtime)) for task in runtime.background]
         tasks.append(asyncio.create_task(watch_readiness(runtime)))
+        tasks.append(asyncio.create_task(key_throttle.watch(settings.key_throttle_refresh_s)))
         if runtime.subscriptions:
             tasks.append(asyncio.create_task(watch_consumer_lag(
                 settings.kafka_bootstrap, service, runtime.subscriptions, settings.consumer.lag_interval_s)))
@@ -225,7 +227,7 @@ def service_app(
     app = FastAPI(title=title, description=description, version=civicbus.__version__, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.key_store = KeyStore(runtime.db)
-    app.state.key_throttle = KeyThrottle()
+    app.state.key_throttle = key_throttle
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

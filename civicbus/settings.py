@@ -72,6 +72,9 @@ class ServiceSettings(BaseSettings):
                                   "for a connection included: a stuck store fails the batch instead of hanging it")
     mongo_max_pool: int = Field(default=8, ge=1, description="connections per process: every replica's pool adds "
                                 "up against the store's own, and the embedded FerretDB wedges past it")
+    key_throttle_refresh_s: float = Field(default=2.0, gt=0, description="how often each instance reads every "
+                                          "instance's failed API key attempts (civicbus.auth.KeyThrottle): an "
+                                          "address throttled on one replica is throttled on all within this time")
     config_dir: Path = DEFAULT_CONFIG_DIR
     http: HttpSettings = HttpSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

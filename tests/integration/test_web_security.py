@@ -101,10 +101,16 @@ async def test_a_command_on_a_ticket_of_another_unit_is_answered_as_unknown_and_
     assert [entry for entry in timeline if entry["kind"] == "ticket.command_refused"] == []
 
 
+def client_from(address: str) -> httpx.AsyncClient:
+    """A client connecting from another loopback address: what it gets throttled stays its own, as every instance
+    sharing the session's database counts failures per address — the other tests' 127.0.0.1 stays usable."""
+    return httpx.AsyncClient(timeout=10, transport=httpx.AsyncHTTPTransport(local_address=address))
+
+
 async def test_repeated_wrong_keys_are_throttled_per_address(stack, api_key):
-    intake = await start_service(stack, "intake")  # its own throttle: the shared services stay usable
+    intake = await start_service(stack, "intake")  # blocks on the 21st at once, from its own count (no refresh)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with client_from("127.0.0.2") as client:
             url = f"{intake.base_url}/v1/commands/x"
             answers = [(await client.get(url, headers={"X-API-Key": f"cbk_wrong{n}"})).status_code for n in range(25)]
             assert answers[:20] == [401] * 20 and set(answers[20:]) == {429}
@@ -120,6 +126,29 @@ async def test_repeated_wrong_keys_are_throttled_per_address(stack, api_key):
             assert error.findtext("code") == "429" and "次数过多" in error.findtext("description")
     finally:
         await intake.stop()
+
+
+async def test_wrong_keys_spread_over_replicas_get_the_address_throttled_on_all(stack, api_key, http):
+    replicas = [await start_service(stack, "intake", key_throttle_refresh_s=0.5) for _ in range(2)]
+    try:
+        async with client_from("127.0.0.3") as client:
+            answers = [(await client.get(f"{replicas[n % 2].base_url}/v1/commands/x",
+                                         headers={"X-API-Key": f"cbk_wrong{n}"})).status_code for n in range(20)]
+            assert answers == [401] * 20, "ten on each: neither replica has reached twenty on its own"
+
+            async def throttled_on_both() -> list[httpx.Response] | None:
+                tried = [await client.get(f"{replica.base_url}/v1/commands/x", headers={"X-API-Key": api_key})
+                         for replica in replicas]
+                return tried if all(response.status_code == 429 for response in tried) else None
+
+            # Within a refresh interval; the right key asked meanwhile counts no failure.
+            for response in await eventually(throttled_on_both, timeout=3, what="the address throttled on both"):
+                assert 0 < int(response.headers["Retry-After"]) <= 60 and "次数过多" in response.json()["detail"]
+        for replica in replicas:  # from another address the key gets in: a command not (yet) decided
+            assert (await http.get(f"{replica.base_url}/v1/commands/x")).status_code == 202
+    finally:
+        for replica in replicas:
+            await replica.stop()
 
 
 async def test_odd_input_gets_a_4xx_with_a_message(http, services):

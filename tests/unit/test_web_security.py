@@ -3,16 +3,22 @@ the Content-Security-Policy of a page, the bounded key cache and the throttling 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import time
+from collections.abc import AsyncIterator
 from io import BytesIO
+from types import SimpleNamespace
 
 import pytest
 from openpyxl import load_workbook
 from pydantic import ValidationError
+from pymongo.errors import ServerSelectionTimeoutError
+from structlog.testing import capture_logs
 
 from civicbus import auth
-from civicbus.auth import KeyStore, KeyThrottle
+from civicbus.auth import KeyStore, KeyThrottle, retry_after_s
 from civicbus.events import Actor, InspectionSubmission, TicketCommand
 from civicbus.security import page_policy
 from services.reporting.exports import WeeklyReport, quarterly_workbook, weekly_workbook
@@ -98,20 +104,132 @@ async def test_the_key_cache_is_bounded_and_keeps_the_keys_in_use() -> None:
     assert auth.CACHE_ENTRIES >= 1000
 
 
-def test_wrong_keys_are_throttled_per_address_for_the_rest_of_the_window(monkeypatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
-    throttle = KeyThrottle(allowed=3, window_s=60)
+def test_the_wait_runs_from_the_oldest_of_the_allowed_failures_in_the_window() -> None:
+    def wait(*moments: float) -> int:
+        return retry_after_s(moments, now=1000.0, allowed=3, window_s=60)
+
+    assert wait() == 0 and wait(990, 995) == 0, "fewer than allowed: try again now"
+    assert wait(970, 980, 990) == 30, "until the oldest leaves the window"
+    assert wait(940, 980, 990) == 0, "one exactly a window old no longer counts"
+    assert wait(900, 970, 980, 990) == 30, "failures before the window are not counted"
+    assert wait(960, 970, 980, 990) == 30, "with more than allowed (replicas at once), until the third most recent "\
+        "leaves: then two are left"
+    assert wait(970.2, 980, 990) == 31, "rounded up: never told to come back too early"
+    assert wait(999, 1000, 1001) == 59, "a failure stamped a second ahead by another replica's clock counts"
+
+
+class _Failures:
+    """A stand-in for the key_failures collection shared by instances; it may stop answering."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict] = {}
+        self.away = False
+
+    def _answer(self) -> None:
+        if self.away:
+            raise ServerSelectionTimeoutError("store away")
+
+    async def insert_one(self, document: dict) -> None:
+        self._answer()
+        assert document["_id"] not in self.documents
+        self.documents[document["_id"]] = document
+
+    async def find(self, query: dict, projection: dict) -> AsyncIterator[dict]:
+        self._answer()
+        for document in list(self.documents.values()):
+            if document["at"] > query["at"]["$gt"]:
+                yield {name: document[name] for name in ("_id", *projection)}
+
+    async def delete_many(self, query: dict) -> None:
+        self._answer()
+        self.documents = {key: document for key, document in self.documents.items()
+                          if not document["at"] <= query["at"]["$lte"]}
+
+
+def _throttle(store: _Failures, addresses: int = auth.THROTTLED_ADDRESSES) -> KeyThrottle:
+    db = {auth.KEY_FAILURES_COLLECTION: store}
+    return KeyThrottle(db, allowed=3, window_s=60, addresses=addresses)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    now = [1_750_000_000.0]
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: now[0], monotonic=time.monotonic))
+    return now
+
+
+async def test_an_instance_blocks_on_its_own_failures_at_once_for_the_rest_of_the_window(clock) -> None:
+    store = _Failures()
+    throttle = _throttle(store)
     for _ in range(3):
         assert throttle.retry_after("10.0.0.1") == 0
-        throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 60 and throttle.retry_after("10.0.0.2") == 0
-    now[0] += 45
+        await throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 60 and throttle.retry_after("10.0.0.2") == 0, "no refresh needed"
+    assert [document["address"] for document in store.documents.values()] == ["10.0.0.1"] * 3
+    clock[0] += 45
     assert throttle.retry_after("10.0.0.1") == 15
-    now[0] += 16
+    clock[0] += 16
     assert throttle.retry_after("10.0.0.1") == 0
-    throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 0, "a new window starts counting from one"
+    await throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0, "the old failures have left the window: counting from one"
+
+
+async def test_failures_spread_over_instances_block_the_address_on_all_after_a_refresh(clock) -> None:
+    store = _Failures()
+    first, second = _throttle(store), _throttle(store)
+    await first.failed("10.0.0.1")
+    await first.failed("10.0.0.1")
+    await first.refresh()
+    assert first.retry_after("10.0.0.1") == 0, "its own failures read back from the store are not counted twice"
+    clock[0] += 10
+    await second.failed("10.0.0.1")
+    assert first.retry_after("10.0.0.1") == second.retry_after("10.0.0.1") == 0, "neither has seen three yet"
+    await first.refresh()
+    await second.refresh()
+    assert first.retry_after("10.0.0.1") == second.retry_after("10.0.0.1") == 50, "from the oldest of the three"
+    assert first.retry_after("10.0.0.2") == 0
+    clock[0] += 51
+    await second.refresh()
+    assert second.retry_after("10.0.0.1") == 0
+    assert [document["at"].timestamp() for document in store.documents.values()] == [clock[0] - 51], \
+        "the two that left the window are deleted, the third is still counted"
+
+
+async def test_the_memory_of_failures_is_bounded_to_the_most_failing_addresses(clock) -> None:
+    store = _Failures()
+    throttle = _throttle(store, addresses=2)
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        await throttle.failed(address)
+    assert list(throttle._own) == ["10.0.0.2", "10.0.0.3"], "the least recently failed out first"
+    other = _throttle(store, addresses=2)
+    for address, failures in (("10.0.0.4", 5), ("10.0.0.5", 2)):
+        for _ in range(failures):
+            await other.failed(address)
+    await throttle.refresh()
+    assert set(throttle._everyone) == {"10.0.0.4", "10.0.0.5"}
+    assert len(throttle._everyone["10.0.0.4"]) == 3, "only the most recent allowed failures decide the wait"
+    assert throttle.retry_after("10.0.0.4") == 60 and throttle.retry_after("10.0.0.5") == 0
+
+
+async def test_without_the_store_an_instance_still_counts_its_own_and_the_watch_goes_on() -> None:
+    store = _Failures()
+    store.away = True
+    throttle = _throttle(store)
+    with capture_logs() as logs:
+        for _ in range(3):
+            await throttle.failed("10.0.0.1")  # logged, not raised: the request is answered 401 as ever
+        assert throttle.retry_after("10.0.0.1") == 60 and store.documents == {}
+        watch = asyncio.create_task(throttle.watch(0.01))
+        await asyncio.sleep(0.05)
+        assert not watch.done(), "a store away does not end the watch"
+        store.away = False
+        await _throttle(store).failed("10.0.0.9")  # another instance's failure, once the store is back
+        await asyncio.sleep(0.05)
+        watch.cancel()
+    assert "10.0.0.9" in throttle._everyone, "refreshed again once the store answers"
+    warnings = [entry["event"] for entry in logs if entry["log_level"] == "warning"]
+    assert len(warnings) == 4 and "仅本实例计数" in warnings[0] and "暂无法从数据库读取" in warnings[3], \
+        "each unstored failure, and the store away once however many refreshes fail"
 
 
 async def test_an_internal_error_is_answered_plainly_with_the_security_headers():
