@@ -187,13 +187,20 @@ class KeyThrottle:
                         "only)", error=str(error))
 
     async def refresh(self) -> None:
-        """Read every instance's failures within the window (one query) and delete the older ones."""
+        """Read every instance's failures (one query: the collection holds about a window's worth) and delete, by
+        ``_id`` and only when there are some, those older than the window. Nearly always the collection is empty
+        and a refresh writes nothing."""
         now = time.time()
-        since = datetime.fromtimestamp(now - self._window_s, UTC)
         everyone: defaultdict[str, Failures] = defaultdict(dict)
-        async for failure in self._failures.find({"at": {"$gt": since}}, projection={"address": 1, "at": 1}):
-            everyone[failure["address"]][failure["_id"]] = failure["at"].timestamp()
-        await self._failures.delete_many({"at": {"$lte": since}})  # no instance counts them any more
+        expired = []
+        async for failure in self._failures.find({}, projection={"address": 1, "at": 1}):
+            moment = failure["at"].timestamp()  # the client is tz_aware (civicbus.mongo)
+            if now - moment < self._window_s:
+                everyone[failure["address"]][failure["_id"]] = moment
+            else:
+                expired.append(failure["_id"])  # no instance counts it any more
+        if expired:
+            await self._failures.delete_many({"_id": {"$in": expired}})
         # The most failing addresses first, and per address the most recent failures: the ones a wait depends on.
         most = nlargest(self._addresses, everyone.items(), key=lambda item: len(item[1]))
         self._everyone = {address: dict(nlargest(self._allowed, failures.items(), key=lambda item: item[1]))
