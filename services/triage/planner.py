@@ -338,7 +338,18 @@ class _Planning:
         # the crash came before, and says nothing if they were announced already.
         announce = [after[ticket_id] for ticket_id in sorted(set(self.joins) | self.republish_grouped)
                     if after[ticket_id].unannounced]
-        plan.events.extend(_grouped(stored, self.correlation[stored.ticket.ticket_id]) for stored in announce)
+        for stored in announce:
+            ticket_id = stored.ticket.ticket_id
+            before = self.base[ticket_id]
+            if before.unannounced and ticket_id in self.joins:
+                # Joins stored but not known to be announced (a crash after their batch's writes, perhaps after its
+                # publishing): their own announcement again, the same event as then, and this batch's new joins in
+                # another. One announcement of both would count the earlier joins twice if the first was published.
+                plan.events.append(_grouped(before, self.correlation[ticket_id]))
+                plan.events.append(_grouped(stored, self.correlation[ticket_id],
+                                            joined=stored.unannounced - before.unannounced))
+            else:
+                plan.events.append(_grouped(stored, self.correlation[ticket_id]))
         plan.announced = [stored.ticket.ticket_id for stored in announce]
         return plan
 
@@ -381,10 +392,11 @@ def _created(ticket: Ticket, correlation_id: str) -> TicketEvent:
     )
 
 
-def _grouped(stored: StoredTicket, correlation_id: str) -> TicketEvent:
-    """The announcement of every join since the last one announced. Read again after a crash, it is the same event —
-    same id, same count — whether or not it was published then; with new joins, it counts those too."""
-    joined = stored.unannounced
+def _grouped(stored: StoredTicket, correlation_id: str, joined: int | None = None) -> TicketEvent:
+    """The announcement of the joins that brought the ticket to ``stored`` (by default every join since the last
+    one announced). Read again after a crash, it is the same event — same id, same count — whether or not it was
+    published then."""
+    joined = stored.unannounced if joined is None else joined
     ticket = stored.ticket
     # The id names the state reached (offsets, repeats), so republishing the same state is recognised.
     state = ",".join(f"{partition}:{offset}" for partition, offset in sorted(stored.group_offsets.items()))

@@ -182,7 +182,9 @@ async def test_a_body_shorter_than_its_content_length_does_not_hold_the_connecti
         await intake.stop()
 
 
-async def test_a_key_is_listed_by_its_hash_and_revoked(stack, mongo):
+async def test_a_key_is_listed_by_its_hash_and_revoked(stack, mongo, monkeypatch):
+    # The CLI quiets logging for a terminal; in this process that would silence the info lines later tests read.
+    monkeypatch.setattr("civicbus.logs.configure_logging", lambda *args, **kwargs: None)
     key = await create_key(mongo, "即将吊销的密钥", Role.system)
     key_id = hash_key(key)[:12]
     runner = CliRunner()

@@ -23,6 +23,7 @@ from civicbus.events import (
     TicketEvent,
     TicketState,
 )
+from civicbus.logs import configure_logging
 from civicbus.service import _config_stamp, watch_district
 from services.notify.app import ChannelAdapters
 from services.notify.handler import NotifyHandler
@@ -226,6 +227,7 @@ async def test_intake_picks_up_a_changed_mapping_and_catalogue_and_keeps_both_wh
 
 
 async def test_intake_turns_open311_off_when_its_file_is_removed_and_on_when_it_returns(tmp_path):
+    configure_logging("INFO")  # the info lines read below, whatever an earlier test set the level to
     folder = tmp_path / "district"
     shutil.copytree(SAMPLE, folder)
     app = _intake(folder)
