@@ -26,6 +26,8 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from civicbus.auth import retry_after_s
+
 SESSIONS = "workbench_sessions"
 LOGIN_FAILURES = "workbench_login_failures"
 COOKIE = "civicbus_session"
@@ -84,12 +86,10 @@ class SessionStore:
 
 def throttle_wait(failures: Sequence[datetime], now: datetime, allowed: int = FAILURES_ALLOWED,
                   window: timedelta = FAILURE_WINDOW) -> int:
-    """Seconds until the next sign-in may be tried, given the moments of the current run of failures (0: now). With
-    ``allowed`` of them within ``window``, the wait lasts until the ``allowed``-th most recent leaves the window."""
-    recent = sorted(moment for moment in failures if now - moment < window)
-    if len(recent) < allowed:
-        return 0
-    return max(1, math.ceil((recent[-allowed] + window - now).total_seconds()))
+    """Seconds until the next sign-in may be tried, given the moments of the current run of failures (0: now): the
+    kernel's arithmetic for wrong API keys (:func:`civicbus.auth.retry_after_s`), with this throttle's limits."""
+    return retry_after_s((moment.timestamp() for moment in failures), now.timestamp(), allowed,
+                         window.total_seconds())
 
 
 def wait_text(seconds: int) -> str:
