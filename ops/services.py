@@ -49,11 +49,6 @@ def service_entry(name: str) -> ServiceEntry:
     return _ENTRIES[name]()
 
 
-def service_settings(name: str, **overrides: object) -> ServiceSettings:
-    """Service ``name``'s settings from the environment, with ``overrides``."""
-    return service_entry(name).settings(**overrides)
-
-
 def build_service(name: str, settings: ServiceSettings | None = None) -> FastAPI:
     """The application of service ``name``, with its settings from the environment unless given."""
     entry = service_entry(name)
