@@ -26,7 +26,6 @@ browser runs in London time: the page still shows the district's (Asia/Shanghai)
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime, timedelta
 from io import BytesIO
@@ -44,21 +43,15 @@ from civicbus.events import (
     Repeat,
 )
 
+from .browser import CHROMIUM, needs_chromium, watched_page
 from .ticket_stories import TicketStory, publish_stories
 
 pytestmark = pytest.mark.integration
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SOURCE = f"dashboard.{uuid.uuid4().hex[:8]}"
 WEEK_DAY = "2026-10-14"  # a day of the scenario's week
-CHROMIUM = Path("/usr/bin/chromium")
-CSP_WATCH = """window.cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-    (event) => window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`));"""
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 AREA_NAMES = {"xixi": "西溪村", "nantang": "南塘村", "xinghe": "星河社区", "yongfeng": "永丰村"}
-# Skipped on a developer's machine without Chromium; never in CI (CI=true), where a skip would hide the proof.
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
-                                    reason="/usr/bin/chromium is missing (scripts/test.sh installs it as root)")
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -213,14 +206,7 @@ async def test_the_dashboard_draws_the_scenario_and_refreshes_in_place(published
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         context = await browser.new_context(viewport={"width": 1600, "height": 1250}, locale="zh-CN",
                                             timezone_id="Europe/London")
-        # The page runs under its Content-Security-Policy: whatever it blocks is reported here (both ways). Waits
-        # are arrow functions: a bare expression would be eval'd in the page, which the policy forbids.
-        await context.add_init_script(CSP_WATCH)
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("console", lambda message: errors.append(message.text)
-                if message.type == "error" and "Content Security Policy" in message.text else None)
+        page, errors = await watched_page(context)  # the page runs under its Content-Security-Policy
         try:
             # Without a key: a clear prompt in Chinese, and no data.
             served = await page.goto(f"{reporting_url}/dashboard?{query}")

@@ -21,7 +21,6 @@ phone (375 px) width in tests/artifacts/workbench/, and at phone width no page i
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 import zlib
@@ -33,18 +32,10 @@ import pytest
 
 from services.reporting.workbench.accounts import AccountStore, checked_account
 
+from .browser import CHROMIUM, needs_chromium, watched_page
 from .conftest import RunningService, eventually
 
 pytestmark = pytest.mark.integration
-CHROMIUM = Path("/usr/bin/chromium")
-# Skipped on a developer's machine without Chromium; never in CI (CI=true), where a skip would hide the proof.
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CI") != "true",
-                                    reason="/usr/bin/chromium is missing (scripts/test.sh installs it as root)")
-# Whatever the page's Content-Security-Policy blocks is recorded here. Waits are arrow functions: a bare expression
-# would be eval'd in the page, which the policy forbids.
-CSP_WATCH = """window.cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-    (event) => window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`));"""
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "workbench"
 DESKTOP = {"width": 1280, "height": 900}
@@ -116,12 +107,7 @@ class Person:
         # The browser keeps London time: the page must still show the district's (Asia/Shanghai).
         context = await browser.new_context(viewport=DESKTOP, locale="zh-CN", timezone_id="Europe/London",
                                             base_url=base_url)
-        await context.add_init_script(CSP_WATCH)
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("console", lambda message: errors.append(message.text)
-                if message.type == "error" and "Content Security Policy" in message.text else None)
+        page, errors = await watched_page(context)
         await page.goto("/workbench")
         await page.locator("#login-form").wait_for()
         return cls(page, errors)
