@@ -112,6 +112,19 @@ class Person:
         await page.locator("#login-form").wait_for()
         return cls(page, errors)
 
+    @classmethod
+    async def signed_in(cls, browser, base_url: str, username: str) -> Person:
+        person = await cls.open(browser, base_url)
+        await person.sign_in(username)
+        return person
+
+    async def finds_in_tab(self, tab: str, ticket_id: str, snapshot: str) -> None:
+        """The ticket listed in ``tab`` (the list saved as ``snapshot``), then opened."""
+        await self.tickets(tab)
+        await self.row(ticket_id)
+        await self.snapshot(snapshot)
+        await self.open_ticket(ticket_id)
+
     async def sign_in(self, username: str, password: str = PASSWORD) -> None:
         page = self.page
         await page.fill("#login-username", username)
@@ -265,12 +278,8 @@ async def test_people_close_the_loop_in_the_browser(workbench, people, browser, 
     await expect(page.locator("#t-extension")).to_contain_text(f"{later:%Y-%m-%d} 17:30", timeout=60_000)
 
     # The leader in charge of 劳动保障所 approves it from 延期待审批.
-    leader = await Person.open(browser, workbench.base_url)
-    await leader.sign_in(people["leader"])
-    await leader.tickets("extensions")
-    await leader.row(wages)
-    await leader.snapshot("leader-list")
-    await leader.open_ticket(wages)
+    leader = await Person.signed_in(browser, workbench.base_url, people["leader"])
+    await leader.finds_in_tab("extensions", wages, snapshot="leader-list")
     form = await leader.action("decide_extension")
     await form.locator('input[name=grant][value="true"]').check()
     await form.locator("textarea[name=note]").fill("同意，请按期办结")
@@ -296,12 +305,8 @@ async def test_people_close_the_loop_in_the_browser(workbench, people, browser, 
 
     # The dispatcher assigns a complaint no rule could place, with an assisting unit.
     manual = await _submit(http, services, f"{UNPLACEABLE}（{SOURCE}）")
-    dispatcher = await Person.open(browser, workbench.base_url)
-    await dispatcher.sign_in(people["dispatcher"])
-    await dispatcher.tickets("manual")
-    await dispatcher.row(manual)
-    await dispatcher.snapshot("dispatcher-list")
-    await dispatcher.open_ticket(manual)
+    dispatcher = await Person.signed_in(browser, workbench.base_url, people["dispatcher"])
+    await dispatcher.finds_in_tab("manual", manual, snapshot="dispatcher-list")
     await expect(dispatcher.page.locator("#t-explanation")).to_contain_text("人工派单")
     form = await dispatcher.action("assign")
     await form.locator("select[name=unit]").select_option("shiwu")
@@ -314,12 +319,8 @@ async def test_people_close_the_loop_in_the_browser(workbench, people, browser, 
     await expect(dispatcher.page.locator("#t-facts")).to_contain_text("星河社区")
 
     # Callback staff record 满意: the ticket closes.
-    callback = await Person.open(browser, workbench.base_url)
-    await callback.sign_in(people["callback"])
-    await callback.tickets("callback")
-    await callback.row(wages)
-    await callback.snapshot("callback-list")
-    await callback.open_ticket(wages)
+    callback = await Person.signed_in(browser, workbench.base_url, people["callback"])
+    await callback.finds_in_tab("callback", wages, snapshot="callback-list")
     form = await callback.action("record_callback")
     await form.locator('input[name=resolved][value="true"]').check()
     await form.locator('input[name=satisfaction][value="satisfied"]').check()
